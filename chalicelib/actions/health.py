@@ -1,0 +1,38 @@
+"""Ping and the admin health report."""
+import time
+import uuid
+
+from botocore.exceptions import BotoCoreError
+from pynamodb.exceptions import PynamoDBException
+
+from chalicelib.storage import queues as queue_store
+
+
+def storage_reachable():
+    try:
+        queue_store.get_metadata("-", "ping")
+    except (PynamoDBException, BotoCoreError):
+        return False
+    return True
+
+
+def _timed(operation):
+    started = time.monotonic()
+    try:
+        operation()
+    except Exception:  # the report says which step failed and how long it took
+        return {"succeeded": False, "seconds": time.monotonic() - started,
+                "ref": str(uuid.uuid4())}
+    return {"succeeded": True, "seconds": time.monotonic() - started, "ref": None}
+
+
+def health(ctx):
+    """Storage reachability, and the outcome of real operations on a
+    throw-away queue, as Zaqar's admin health reports them."""
+    from chalicelib.actions import queues
+    name = f"health-{uuid.uuid4().hex[:12]}"
+    status = {
+        "create_queue": _timed(lambda: queues.create(ctx, name, {})),
+        "delete_queue": _timed(lambda: queues.delete(ctx, name)),
+    }
+    return {"storage_reachable": storage_reachable(), "operation_status": status}

@@ -1,0 +1,140 @@
+"""Queue actions, shared by the REST and websocket transports."""
+from chalicelib.errors import BadRequest, Conflict, NotFound
+from chalicelib.storage import messages as message_store
+from chalicelib.storage import queues as queue_store
+from chalicelib.validation import check_limit, check_queue_name, validate
+
+RESERVED_DEFAULTS = (
+    ("_max_messages_post_size", lambda s: s.max_messages_post_size),
+    ("_default_message_ttl", lambda s: s.default_message_ttl),
+    ("_default_message_delay", lambda s: s.default_message_delay),
+    ("_dead_letter_queue", lambda s: None),
+    ("_dead_letter_queue_messages_ttl", lambda s: None),
+    ("_max_claim_count", lambda s: None),
+    ("_enable_encrypt_messages", lambda s: False),
+)
+RESERVED_NAMES = {name for name, _ in RESERVED_DEFAULTS}
+PATCH_MEDIA_TYPE = "application/openstack-messaging-v2.0-json-patch"
+
+
+def with_defaults(metadata, settings):
+    """Metadata as a queue GET shows it: reserved keys filled in when unset or
+    falsy, as Zaqar does."""
+    shown = dict(metadata or {})
+    for name, default in RESERVED_DEFAULTS:
+        if not shown.get(name):
+            shown[name] = default(settings)
+    return shown
+
+
+def check_metadata(metadata, settings):
+    # Zaqar skips the checks of a reserved key whose value is falsy.
+    checked = {key: value for key, value in metadata.items()
+               if not (key.startswith("_") and not value and value is not None)} \
+        if isinstance(metadata, dict) else metadata
+    validate("queue_metadata", checked, settings)
+
+
+def check_metadata_size(size, settings):
+    if size is not None and size > settings.max_queue_metadata:
+        raise BadRequest(
+            f"Queue metadata is too large. Max size: {settings.max_queue_metadata}")
+
+
+def create(ctx, name, metadata=None):
+    """Create the queue; True if created, False if it existed (unchanged)."""
+    check_queue_name(name)
+    metadata = {} if metadata is None else metadata
+    check_metadata(metadata, ctx.settings)
+    return queue_store.create(ctx.project, name, metadata)
+
+
+def get(ctx, name):
+    """The stored metadata ({} for a missing queue, as Zaqar answers)."""
+    check_queue_name(name)
+    return queue_store.get_metadata(ctx.project, name) or {}
+
+
+def delete(ctx, name):
+    check_queue_name(name)
+    message_store.delete_queue_contents(ctx.project, name)
+    queue_store.delete(ctx.project, name)
+
+
+def _metadata_matcher(filters):
+    if not filters:
+        return None
+
+    def matches(metadata):
+        for key, text in filters.items():
+            value = metadata.get(key)
+            try:
+                wanted = int(text)
+            except ValueError:
+                wanted = text
+            if value != wanted and str(value) != text:
+                return False
+        return True
+    return matches
+
+
+def list_queues(ctx, marker=None, limit=None, detailed=False, name=None,
+                with_count=False, metadata_filters=None):
+    """A page of the project's queues: ([{"name", "metadata"?}], count|None)."""
+    limit = 10 if limit is None else limit
+    check_limit(limit, ctx.settings.max_queues_per_page)
+    page = queue_store.list_page(ctx.project, marker=marker, limit=limit,
+                                 name_filter=name,
+                                 match=_metadata_matcher(metadata_filters))
+    queues = []
+    for queue_name, metadata in page:
+        entry = {"name": queue_name}
+        if detailed:
+            entry["metadata"] = with_defaults(metadata, ctx.settings)
+        queues.append(entry)
+    count = queue_store.count(ctx.project) if with_count else None
+    return queues, count
+
+
+def _decode_pointer(path):
+    return [part.replace("~1", "/").replace("~0", "~") for part in path[1:].split("/")]
+
+
+def _apply_patch(operations):
+    def change(metadata):
+        for operation in operations:
+            root, key = _decode_pointer(operation["path"])
+            op = operation["op"]
+            if op != "remove" and root.lower() != "metadata":
+                raise BadRequest("The root of path must be metadata, e.g /metadata/key.")
+            if op == "add":
+                metadata[key] = operation["value"]
+            elif op == "replace":
+                if key not in metadata and key not in RESERVED_NAMES:
+                    raise Conflict(f"Can't replace non-existent object {key}.")
+                metadata[key] = operation["value"]
+            elif key in metadata:
+                del metadata[key]
+            elif key not in RESERVED_NAMES:
+                raise Conflict(f"Can't remove non-existent object {key}.")
+        return metadata
+    return change
+
+
+def patch(ctx, name, operations):
+    """Apply a JSON-Patch to the metadata; returns it with defaults filled in."""
+    check_queue_name(name)
+    if not operations:
+        raise BadRequest("PATCH body could not be empty for update.")
+    validate("queue_patch", operations, ctx.settings)
+    change = _apply_patch(operations)
+
+    def change_and_check(metadata):
+        updated = change(metadata)
+        check_metadata(updated, ctx.settings)
+        return updated
+
+    metadata = queue_store.update_metadata(ctx.project, name, change_and_check)
+    if metadata is None:
+        raise NotFound(f"Queue {name} does not exist for project {ctx.project}.")
+    return with_defaults(metadata, ctx.settings)

@@ -1,0 +1,65 @@
+"""Settings, read from environment variables.
+
+The variables are set per stage in `.chalice/config.json`; on Lambda they are in
+the process environment before the app is imported. Defaults are Zaqar's.
+Settings are read on each call rather than cached at import, so the Chalice test
+client (which applies stage variables only while a request runs) sees them too.
+"""
+import os
+from dataclasses import dataclass, fields
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Identity and features.
+    auth_strategy: str = "noauth"
+    admin_mode: bool = False
+    client_id_uuid_safe: str = "strict"
+    min_length_client_id: int = 10
+    max_length_client_id: int = 36
+    enable_checksum: bool = False
+    message_delete_with_claim_id: bool = False
+    # Paging limits.
+    max_queues_per_page: int = 20
+    max_messages_per_page: int = 20
+    max_messages_per_claim_or_pop: int = 20
+    max_subscriptions_per_page: int = 20
+    # Sizes, in bytes.
+    max_queue_metadata: int = 65536
+    max_messages_post_size: int = 262144
+    # Lifetimes, in seconds.
+    default_message_ttl: int = 3600
+    max_message_ttl: int = 1209600
+    default_message_delay: int = 0
+    max_message_delay: int = 900
+    default_claim_ttl: int = 300
+    default_claim_grace: int = 60
+    max_claim_ttl: int = 43200
+    max_claim_grace: int = 43200
+    default_subscription_ttl: int = 3600
+
+
+_TRUE = {"1", "true", "yes", "on", "t", "y"}
+
+
+def _parse(kind, text):
+    if kind is bool:
+        return text.strip().lower() in _TRUE
+    if kind is int:
+        return int(text)
+    return text
+
+
+def get_settings(environ=None):
+    """Build Settings from `environ` (default: os.environ).
+
+    Each field is read from the upper-cased variable of the same name, for
+    example MAX_MESSAGES_PER_PAGE.
+    """
+    environ = os.environ if environ is None else environ
+    values = {}
+    for field in fields(Settings):
+        text = environ.get(field.name.upper())
+        if text is not None and text != "":
+            values[field.name] = _parse(field.type, text)
+    return Settings(**values)

@@ -1,0 +1,151 @@
+"""The REST transport: request checks, responses and errors, as Zaqar's WSGI
+transport does them.
+
+Every route is declared with `route(blueprint, path, methods)`. The wrapper
+runs Zaqar's request checks in its order (content type, Accept, Client-ID,
+project, queue name), builds the Context the actions need, and turns errors
+into `{"title", "description"}` bodies: ZaqarError with its status, a storage
+failure with 503, anything else with a logged 500 that shows no stack trace.
+"""
+import functools
+import json
+import logging
+import uuid
+
+from botocore.exceptions import BotoCoreError
+from chalice import Response
+from pynamodb.exceptions import PynamoDBException
+
+from chalicelib.config import get_settings
+from chalicelib.errors import (
+    BadRequest, NotAcceptable, ServiceUnavailable, ZaqarError)
+from chalicelib.validation import check_queue_name, make_context, parse_json
+
+log = logging.getLogger("zaqar.rest")
+JSON = "application/json"
+ALL_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def respond(status, body=None, headers=None, content_type=JSON):
+    """A response; body None means an empty body."""
+    headers = dict(headers or {})
+    headers.setdefault("Content-Type", content_type)
+    text = "" if body is None else json.dumps(body)
+    return Response(body=text, status_code=status, headers=headers)
+
+
+def error_response(error):
+    body = error.body()
+    if isinstance(error, NotAcceptable):
+        body["link"] = {"text": "Documentation related to this error",
+                        "href": "https://docs.openstack.org/zaqar/latest/",
+                        "rel": "help"}
+    return respond(error.status, body, error.headers)
+
+
+def _accepts_json(accept):
+    if not accept:
+        return True
+    for part in accept.split(","):
+        media = part.split(";")[0].strip().lower()
+        if media in ("*/*", "application/*", JSON) or media.endswith("+json"):
+            return True
+    return False
+
+
+def query_params(request):
+    """Query parameters: a repeated name gives a list, a single one a string."""
+    params = {}
+    for name in (request.query_params or {}):
+        values = request.query_params.getlist(name)
+        params[name] = values[0] if len(values) == 1 else values
+    return params
+
+
+class Call:
+    """What a view gets: the checked context and the parts of the request."""
+
+    def __init__(self, request, ctx):
+        self.request = request
+        self.ctx = ctx
+        self.settings = ctx.settings if ctx else get_settings()
+        self.params = query_params(request)
+        self.headers = request.headers
+
+    def body(self, required=True):
+        return parse_json(self.request.raw_body, required=required)
+
+    @property
+    def content_length(self):
+        raw = self.request.raw_body
+        return len(raw) if raw is not None else None
+
+
+def _check_request(request, settings, anonymous):
+    content_type = (request.headers.get("content-type") or "").lower()
+    if request.raw_body and content_type.startswith("application/x-www-form-urlencoded"):
+        raise BadRequest("Form-encoded bodies are not accepted; send JSON.",
+                         title="Invalid Content-Type")
+    if not _accepts_json(request.headers.get("accept")):
+        raise NotAcceptable("Response content type must be application/json.")
+    if anonymous:
+        return None
+    return make_context(request.headers, settings)
+
+
+def handle(view, app_getter, anonymous):
+    """Wrap a view(call, **path_params) with checks and error mapping."""
+    @functools.wraps(view)
+    def wrapper(**path_params):
+        request = app_getter().current_request
+        request_id = f"req-{uuid.uuid4()}"
+        try:
+            settings = get_settings()
+            ctx = _check_request(request, settings, anonymous)
+            for name in ("queue_name",):
+                if name in path_params:
+                    check_queue_name(path_params[name])
+            response = view(Call(request, ctx), **path_params)
+        except ZaqarError as error:
+            response = error_response(error)
+        except (PynamoDBException, BotoCoreError):
+            log.exception("storage failure on %s %s", request.method, request.path)
+            response = error_response(ServiceUnavailable())
+        except Exception:
+            log.exception("unexpected failure on %s %s", request.method, request.path)
+            response = error_response(ZaqarError())
+        response.headers["x-openstack-request-id"] = request_id
+        return response
+    return wrapper
+
+
+def route(blueprint, path, methods, anonymous=False):
+    """Declare a Zaqar route on a Chalice blueprint."""
+    def register(view):
+        wrapped = handle(view, lambda: blueprint.current_app, anonymous)
+        blueprint.route(path, methods=list(methods), content_types=["*/*"])(wrapped)
+        return view
+    return register
+
+
+def add_method_fallbacks(app):
+    """Answer 405 with Allow for the methods a path lacks, and OPTIONS with
+    200 and Allow, as Zaqar does (API Gateway would answer 403 otherwise)."""
+    for path, entries in list(app.routes.items()):
+        allowed = [method for method in ALL_METHODS if method in entries]
+        allow = ", ".join(allowed + ["OPTIONS"])
+        missing = [method for method in ALL_METHODS if method not in entries]
+
+        def not_allowed(allow=allow, **_):
+            return respond(405, {"title": "405 Method Not Allowed"}, {"Allow": allow})
+
+        def options(allow=allow, **_):
+            return respond(200, None, {"Allow": allow})
+
+        name = path.strip("/").replace("/", "_").replace("{", "").replace("}", "") or "root"
+        if missing:
+            app.route(path, methods=missing, content_types=["*/*"],
+                      name=f"not_allowed_{name}")(not_allowed)
+        if "OPTIONS" not in entries:
+            app.route(path, methods=["OPTIONS"], content_types=["*/*"],
+                      name=f"options_{name}")(options)

@@ -1,0 +1,128 @@
+"""The DynamoDB data model (see docs/data-model.md for the why).
+
+Table names and the endpoint come from the environment when this module is
+imported: on Lambda, and in the local runner and tests, the stage's variables
+are set before the app is imported.
+
+Attribute names are short on purpose: DynamoDB bills item size, names included,
+and a message should stay under 1 KB of overhead-free write units.
+"""
+import os
+
+from pynamodb.attributes import (
+    BooleanAttribute, ListAttribute, NumberAttribute, UnicodeAttribute)
+from pynamodb.models import Model
+
+
+def _meta(table_env, default_name, stream_view_type=None):
+    class Meta:
+        table_name = os.environ.get(table_env, default_name)
+        region = (os.environ.get("AWS_REGION")
+                  or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1")
+        host = os.environ.get("DYNAMODB_ENDPOINT") or None
+        # Fail fast and let storage.retry decide: botocore's own retries would
+        # multiply with ours and hide throttling from the 503 path.
+        max_retry_attempts = 1
+        connect_timeout_seconds = 2
+        read_timeout_seconds = 5
+    if stream_view_type:
+        Meta.stream_view_type = stream_view_type
+    return Meta
+
+
+def queue_key(project, queue):
+    """Partition key of everything that belongs to one queue.
+
+    Queue names cannot contain "/", so splitting on the last one is unambiguous
+    whatever the project id holds.
+    """
+    return f"{project}/{queue}"
+
+
+class QueueRecord(Model):
+    """One queue: its metadata. Keyed by project so a project's queues list in
+    name order with one Query."""
+    Meta = _meta("QUEUES_TABLE", "zaqar-queues")
+    project = UnicodeAttribute(hash_key=True, attr_name="p")
+    name = UnicodeAttribute(range_key=True, attr_name="n")
+    metadata = UnicodeAttribute(attr_name="m", default="{}")  # JSON text, as sent
+    created = NumberAttribute(attr_name="c")  # epoch ms
+
+
+# The messages table holds, under one partition per queue (`pq`):
+#   sk "m#<position>"    a message
+#   sk "s"               the queue's state: position counter, claim cursor
+#   sk "c#<claim id>"    a claim, or a timer pointing at one (see claims.py)
+MESSAGE_PREFIX = "m#"
+CLAIM_PREFIX = "c#"
+STATE_KEY = "s"
+
+
+class MessageRecord(Model):
+    # The stream feeds notification delivery (new messages).
+    Meta = _meta("MESSAGES_TABLE", "zaqar-messages", stream_view_type="NEW_IMAGE")
+    pq = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    message_id = UnicodeAttribute(attr_name="i")
+    body = UnicodeAttribute(attr_name="b")  # JSON text, as posted
+    ttl = NumberAttribute(attr_name="t")  # seconds, as reported
+    created = NumberAttribute(attr_name="cr")  # epoch ms
+    expires = NumberAttribute(attr_name="e")  # epoch ms
+    expires_at = NumberAttribute(attr_name="x")  # epoch s: DynamoDB TTL backstop
+    client_id = UnicodeAttribute(attr_name="ci", null=True)
+    # While a claim (or a delay, see messages.py) holds the message:
+    claim_id = UnicodeAttribute(attr_name="cl", null=True)
+    claim_expires = NumberAttribute(attr_name="ce", null=True)  # epoch ms
+    claim_count = NumberAttribute(attr_name="cc", default=0)
+    checksum = UnicodeAttribute(attr_name="md", null=True)
+
+
+class QueueState(Model):
+    Meta = MessageRecord.Meta
+    pq = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True, default=STATE_KEY)
+    counter = NumberAttribute(attr_name="n", default=0)  # last position handed out
+    cursor = NumberAttribute(attr_name="cu", default=1)  # no free message below it
+    checked = NumberAttribute(attr_name="ck", default=0)  # timers handled up to (ms)
+
+
+class ClaimRecord(Model):
+    Meta = MessageRecord.Meta
+    pq = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    claim_id = UnicodeAttribute(attr_name="i")
+    ttl = NumberAttribute(attr_name="t")
+    grace = NumberAttribute(attr_name="g")
+    updated = NumberAttribute(attr_name="u")  # epoch ms of create or last renew
+    expires = NumberAttribute(attr_name="e")  # epoch ms
+    expires_at = NumberAttribute(attr_name="x")  # epoch s: TTL backstop
+    positions = ListAttribute(of=NumberAttribute, attr_name="ps", default=list)
+    released = BooleanAttribute(attr_name="r", default=False)
+
+
+class SubscriptionRecord(Model):
+    """Subscriptions of a queue; "u#<digest>" items keep subscribers unique."""
+    Meta = _meta("SUBSCRIPTIONS_TABLE", "zaqar-subscriptions")
+    pq = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    subscription_id = UnicodeAttribute(attr_name="i")
+    subscriber = UnicodeAttribute(attr_name="s")
+    ttl = NumberAttribute(attr_name="t")
+    created = NumberAttribute(attr_name="cr")
+    expires = NumberAttribute(attr_name="e")
+    expires_at = NumberAttribute(attr_name="x")
+    options = UnicodeAttribute(attr_name="o", default="{}")
+    confirmed = BooleanAttribute(attr_name="cf", default=False)
+
+
+class ConnectionRecord(Model):
+    """A live websocket connection (API Gateway connection id)."""
+    Meta = _meta("CONNECTIONS_TABLE", "zaqar-connections")
+    connection_id = UnicodeAttribute(hash_key=True, attr_name="id")
+    project = UnicodeAttribute(attr_name="p", null=True)
+    created = NumberAttribute(attr_name="cr")
+    expires_at = NumberAttribute(attr_name="x")
+
+
+ALL_MODELS = (QueueRecord, MessageRecord, SubscriptionRecord, ConnectionRecord)
+TTL_ATTRIBUTE = "x"

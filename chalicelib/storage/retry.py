@@ -1,0 +1,55 @@
+"""Retries for transient DynamoDB failures.
+
+Throttling, timeouts and 5xx from DynamoDB are retried with capped, jittered
+exponential backoff; when they persist the caller gets ServiceUnavailable (503).
+Everything else (a failed condition, a validation error) is raised at once.
+"""
+import random
+import time
+
+from botocore.exceptions import BotoCoreError
+from pynamodb.exceptions import PynamoDBException
+
+from chalicelib.errors import ServiceUnavailable
+
+TRANSIENT_CODES = frozenset({
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "InternalServerError",
+    "ServiceUnavailable",
+    "TransactionConflictException",
+    "LimitExceededException",
+})
+ATTEMPTS = 6
+BASE_DELAY = 0.02
+MAX_DELAY = 0.64
+
+
+def is_transient(exc):
+    if getattr(exc, "cause_response_code", None) in TRANSIENT_CODES:
+        return True
+    # Connection errors and timeouts reach pynamodb as botocore errors.
+    return isinstance(getattr(exc, "cause", None), BotoCoreError)
+
+
+def backoff(attempt):
+    return random.uniform(0, min(MAX_DELAY, BASE_DELAY * 2 ** attempt))
+
+
+def retrying(operation, *args, **kwargs):
+    """Run operation(*args, **kwargs), retrying transient failures."""
+    for attempt in range(ATTEMPTS):
+        try:
+            return operation(*args, **kwargs)
+        except PynamoDBException as exc:
+            if not is_transient(exc):
+                raise
+        if attempt + 1 < ATTEMPTS:
+            time.sleep(backoff(attempt))
+    raise ServiceUnavailable()
+
+
+def condition_failed(exc):
+    """True when a write was refused because its condition did not hold."""
+    return getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException"

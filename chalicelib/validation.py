@@ -1,0 +1,204 @@
+"""Checks that a request is well formed, shared by every transport.
+
+JSON documents are checked against the schemas in `schemas/`. A schema may hold
+two extensions that jsonschema itself ignores:
+  * a string "$<setting>" where a number belongs, replaced by that setting's
+    value (so limits follow the stage's configuration);
+  * "x-error" (or "x-error-<keyword>", which wins for that keyword): the
+    description to answer when the value fails there, formatted with the
+    settings, e.g. "may not exceed {max_message_ttl} seconds".
+"""
+import functools
+import json
+import re
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import jsonschema
+
+from chalicelib.errors import BadRequest, InvalidBody, InvalidParameter
+
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+QUEUE_NAME = re.compile(r"^[a-zA-Z0-9_\-.]+$")
+QUEUE_NAME_MAX = 64
+PROJECT_ID_MAX = 256
+INT64 = (-2 ** 63, 2 ** 63 - 1)
+TRUE_WORDS = {"true", "t", "yes", "y", "1", "on"}
+FALSE_WORDS = {"false", "f", "no", "n", "0", "off"}
+
+
+@dataclass(frozen=True)
+class Context:
+    """Who is asking: the identity headers every action needs."""
+    project: str
+    client_id: str
+    roles: frozenset
+    settings: object
+
+
+# -- JSON documents ---------------------------------------------------------
+
+def _bounded_int(text):
+    value = int(text)
+    if not INT64[0] <= value <= INT64[1]:
+        raise InvalidBody("JSON contains integer that is too large.")
+    return value
+
+
+def parse_json(raw, required=True):
+    """Parse a request body; the top level must be an object or an array.
+
+    Returns None for an absent body when it is not required.
+    """
+    if raw is None or raw == b"" or raw == "":
+        if required:
+            raise InvalidBody("Request body can not be empty")
+        return None
+    try:
+        document = json.loads(raw, parse_int=_bounded_int)
+    except InvalidBody:
+        raise
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidBody("Request body could not be parsed.")
+    if not isinstance(document, (dict, list)):
+        raise InvalidBody("Request body could not be parsed.")
+    return document
+
+
+def _resolve(node, values):
+    if isinstance(node, dict):
+        return {key: _resolve(value, values) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_resolve(value, values) for value in node]
+    if isinstance(node, str) and node.startswith("$") and node[1:] in values:
+        return values[node[1:]]
+    return node
+
+
+@functools.lru_cache(maxsize=64)
+def _validator(name, settings):
+    with open(SCHEMA_DIR / f"{name}.json") as schema_file:
+        schema = _resolve(json.load(schema_file), asdict(settings))
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def _describe(error, settings):
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    text = schema.get(f"x-error-{error.validator}", schema.get("x-error"))
+    return text.format(**asdict(settings)) if text else error.message
+
+
+def validate(name, document, settings):
+    """Check `document` against schemas/<name>.json; BadRequest on failure.
+
+    Of several failures the shallowest is reported, so a wrong container type
+    is named before anything inside it.
+    """
+    errors = sorted(_validator(name, settings).iter_errors(document),
+                    key=lambda error: (len(error.absolute_path), str(error.absolute_path)))
+    if errors:
+        raise BadRequest(_describe(errors[0], settings))
+
+
+# -- headers ----------------------------------------------------------------
+
+def check_client_id(client_id, settings):
+    if client_id is None or client_id == "":
+        raise BadRequest('The "Client-Id" header is required.',
+                         title="Missing header value")
+    if settings.client_id_uuid_safe == "off":
+        if not (settings.min_length_client_id <= len(client_id)
+                <= settings.max_length_client_id):
+            raise BadRequest(
+                title=f"Length of client id must be at least "
+                      f"{settings.min_length_client_id} and no greater than "
+                      f"{settings.max_length_client_id}.")
+        return
+    try:
+        uuid.UUID(client_id)
+    except ValueError:
+        raise BadRequest("Malformed hexadecimal UUID.", title="Wrong UUID value")
+
+
+def check_project(project):
+    if project is None:
+        raise BadRequest("The header X-PROJECT-ID was missing",
+                         title="Project-Id Missing")
+    if project == "":
+        raise BadRequest(title="Empty project header not allowed")
+    if len(project) > PROJECT_ID_MAX:
+        raise BadRequest(
+            "The format of the submitted queue name or project id is not valid.",
+            title="Invalid queue identification")
+
+
+def check_queue_name(name, kind="queue"):
+    if len(name) > QUEUE_NAME_MAX or not QUEUE_NAME.match(name) or not name.isascii():
+        raise BadRequest(
+            f"The format of the submitted {kind} name or project id is not valid.",
+            title=f"Invalid {kind} identification")
+
+
+def make_context(headers, settings):
+    """Check the identity headers (mapping with case-insensitive get)."""
+    client_id = headers.get("client-id")
+    check_client_id(client_id, settings)
+    project = headers.get("x-project-id")
+    if project is None:
+        project = headers.get("x-tenant-id", headers.get("x-tenant"))
+    check_project(project)
+    roles = frozenset(role.strip() for role in
+                      (headers.get("x-roles") or "").split(",") if role.strip())
+    return Context(project=project, client_id=client_id, roles=roles,
+                   settings=settings)
+
+
+# -- query parameters -------------------------------------------------------
+
+def _last(params, name):
+    value = params.get(name)
+    return value[-1] if isinstance(value, list) else value
+
+
+def param_bool(params, name, default=False):
+    value = _last(params, name)
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise InvalidParameter(f'The value of the "{name}" parameter must be a Boolean.')
+
+
+def param_int(params, name, default=None):
+    value = _last(params, name)
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        raise InvalidParameter(f'The value of the "{name}" parameter must be an integer.')
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise InvalidParameter(f'The value of the "{name}" parameter must be an integer.')
+
+
+def param_list(params, name):
+    """Comma-separated and/or repeated values; blanks dropped. None if absent."""
+    value = params.get(name)
+    if value is None:
+        return None
+    values = value if isinstance(value, list) else [value]
+    items = [item.strip() for part in values for item in str(part).split(",")]
+    items = [item for item in items if item]
+    return items or None
+
+
+def check_limit(limit, maximum, wording="no greater than"):
+    if limit is not None and not 0 < limit <= maximum:
+        raise BadRequest(f"Limit must be at least 1 and {wording} {maximum}.")

@@ -1,0 +1,1 @@
+"""Local development: the runner and its helpers. Not deployed."""

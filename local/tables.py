@@ -1,0 +1,23 @@
+"""Create the service's tables where none exist (DynamoDB Local, moto).
+
+On AWS the tables come from the CloudFormation template (infra/); both follow
+the pynamodb models in chalicelib/storage/models.py.
+"""
+from chalicelib.storage.models import ALL_MODELS, TTL_ATTRIBUTE
+
+
+def create_tables():
+    for model in ALL_MODELS:
+        if model.exists():
+            continue
+        model.create_table(billing_mode="PAY_PER_REQUEST", wait=True)
+        connection = model._get_connection().connection
+        connection.client.update_time_to_live(
+            TableName=model.Meta.table_name,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE})
+
+
+def delete_tables():
+    for model in ALL_MODELS:
+        if model.exists():
+            model.delete_table()
