@@ -47,12 +47,17 @@ class QueueRecord(Model):
     name = UnicodeAttribute(range_key=True, attr_name="n")
     metadata = UnicodeAttribute(attr_name="m", default="{}")  # JSON text, as sent
     created = NumberAttribute(attr_name="c")  # epoch ms
+    # Lowest message position of this incarnation of the queue: messages left
+    # behind by a deleted queue of the same name sit below it and are ignored
+    # until the sweeper removes them.
+    floor = NumberAttribute(attr_name="f", default=0)
 
 
 # The messages table holds, under one partition per queue (`pq`):
-#   sk "m#<position>"    a message
+#   sk "m#<position>"    a message; its id is the position in 16 hex digits
 #   sk "s"               the queue's state: position counter, claim cursor
-#   sk "c#<claim id>"    a claim, or a timer pointing at one (see claims.py)
+#   sk "c#<due><rand>"   a claim record or a timer: something that holds
+#                        messages until <due> (see claims.py)
 MESSAGE_PREFIX = "m#"
 CLAIM_PREFIX = "c#"
 STATE_KEY = "s"
@@ -81,23 +86,30 @@ class QueueState(Model):
     Meta = MessageRecord.Meta
     pq = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True, default=STATE_KEY)
-    counter = NumberAttribute(attr_name="n", default=0)  # last position handed out
-    cursor = NumberAttribute(attr_name="cu", default=1)  # no free message below it
-    checked = NumberAttribute(attr_name="ck", default=0)  # timers handled up to (ms)
+    counter = NumberAttribute(attr_name="n", null=True)  # last position handed out
+    # Hints kept by claimers (see claims.py): no message below `cursor` is free
+    # unless a timer not yet handled covers it; timers up to `checked` are handled.
+    cursor = NumberAttribute(attr_name="cu", default=0)
+    checked = UnicodeAttribute(attr_name="ck", default=CLAIM_PREFIX)
 
 
 class ClaimRecord(Model):
+    """A claim (sk "c#" + claim id), or a timer (sk "c#" + due + random) that
+    wakes claimers when a delay ends, a claim is renewed or released."""
     Meta = MessageRecord.Meta
     pq = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
-    claim_id = UnicodeAttribute(attr_name="i")
-    ttl = NumberAttribute(attr_name="t")
-    grace = NumberAttribute(attr_name="g")
-    updated = NumberAttribute(attr_name="u")  # epoch ms of create or last renew
-    expires = NumberAttribute(attr_name="e")  # epoch ms
-    expires_at = NumberAttribute(attr_name="x")  # epoch s: TTL backstop
     positions = ListAttribute(of=NumberAttribute, attr_name="ps", default=list)
-    released = BooleanAttribute(attr_name="r", default=False)
+    expires_at = NumberAttribute(attr_name="x")  # epoch s: TTL backstop
+    # A timer names the claim it stands for (absent for a delay timer and on
+    # the claim record itself).
+    of = UnicodeAttribute(attr_name="of", null=True)
+    is_delay = BooleanAttribute(attr_name="d", default=False)
+    # Claim records only:
+    ttl = NumberAttribute(attr_name="t", null=True)
+    grace = NumberAttribute(attr_name="g", null=True)
+    updated = NumberAttribute(attr_name="u", null=True)  # ms of create or renew
+    expires = NumberAttribute(attr_name="e", null=True)  # ms; release sets it to now
 
 
 class SubscriptionRecord(Model):

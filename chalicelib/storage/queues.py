@@ -4,7 +4,7 @@ import time
 
 from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 
-from chalicelib.storage.models import QueueRecord
+from chalicelib.storage.models import STATE_KEY, QueueRecord, QueueState, queue_key
 from chalicelib.storage.retry import condition_failed, retrying
 
 
@@ -12,10 +12,21 @@ def now_ms():
     return int(time.time() * 1000)
 
 
+def _next_floor(project, name):
+    """Where message positions of a queue created now begin: above anything a
+    deleted queue of the same name left behind (see storage.messages)."""
+    try:
+        state = retrying(QueueState.get, queue_key(project, name), STATE_KEY,
+                         consistent_read=True)
+    except DoesNotExist:
+        return 0
+    return int(state.counter or 0) + 1
+
+
 def create(project, name, metadata):
     """Create the queue; False (and nothing changed) if it already exists."""
     record = QueueRecord(project, name, metadata=json.dumps(metadata or {}),
-                         created=now_ms())
+                         created=now_ms(), floor=_next_floor(project, name))
     try:
         retrying(record.save, condition=QueueRecord.name.does_not_exist())
     except PutError as exc:
@@ -25,18 +36,18 @@ def create(project, name, metadata):
     return True
 
 
-def ensure(project, name):
-    """Create the queue with empty metadata unless it exists (lazy creation)."""
-    create(project, name, {})
-
-
 def get_metadata(project, name):
     """The stored metadata, or None for a missing queue."""
+    return get_with_floor(project, name)[0]
+
+
+def get_with_floor(project, name):
+    """(metadata, floor) of the queue, or (None, None) if it does not exist."""
     try:
         record = retrying(QueueRecord.get, project, name)
     except DoesNotExist:
-        return None
-    return json.loads(record.metadata)
+        return None, None
+    return json.loads(record.metadata), int(record.floor or 0)
 
 
 def update_metadata(project, name, change):
