@@ -1,5 +1,286 @@
-"""Messages (to be filled in with the messages issue)."""
+"""Messages: post, list, get, delete.
+
+A message's position comes from a per-queue counter (one atomic ADD reserves a
+whole batch), so positions give FIFO order for a single producer, serve as
+opaque markers, and are the message id (16 hex digits). The counter starts at
+a random base per queue, so an id of one queue names nothing in another.
+
+Reads filter out expired messages themselves: DynamoDB's TTL deletes lazily.
+How claims find free messages without reading held ones is in claims.py.
+"""
+import hashlib
+import json
+import random
+import time
+from dataclasses import dataclass
+
+from pynamodb.exceptions import DeleteError, DoesNotExist
+
+from chalicelib.storage import queues as queue_store
+from chalicelib.storage.models import (
+    CLAIM_PREFIX, MESSAGE_PREFIX, ClaimRecord, MessageRecord, QueueState,
+    queue_key)
+from chalicelib.storage.retry import condition_failed, retrying
+
+# A post that has not finished writing this long after reserving its
+# positions gives up (and removes what it wrote): claimers rely on every post
+# landing within POST_WINDOW_MS (see claims.py), well inside Lambda's timeout.
+POST_ABORT_MS = 10_000
+BATCH_WRITE_MAX = 25
+RANDOM_BASE_BITS = 52
 
 
-def delete_queue_contents(project, queue):
-    """Remove the queue's messages and claims."""
+def now_ms():
+    return int(time.time() * 1000)
+
+
+def position_key(position):
+    return f"{MESSAGE_PREFIX}{position:016x}"
+
+
+def position_of(message_id):
+    """The position a message id names, or None for a malformed id."""
+    if not isinstance(message_id, str) or len(message_id) != 16:
+        return None
+    try:
+        return int(message_id, 16)
+    except ValueError:
+        return None
+
+
+def message_id_of(position):
+    return f"{position:016x}"
+
+
+def checksum(body_text):
+    return "MD5:" + hashlib.md5(body_text.encode()).hexdigest()
+
+
+@dataclass
+class Message:
+    """A message as the actions see it."""
+    id: str
+    body: object
+    ttl: int
+    age: int
+    claim_id: str = None
+    claim_count: int = 0
+    checksum: str = None
+    client_id: str = None
+
+    @property
+    def position(self):
+        return position_of(self.id)
+
+
+def is_free(record, now, floor=0):
+    """Neither held (by a claim or a delay) nor expired, in this incarnation."""
+    return (record.expires > now and (record.claim_expires is None
+                                      or record.claim_expires <= now)
+            and position_of(record.message_id) >= floor)
+
+
+def to_message(record, now):
+    held = record.claim_id if (record.claim_expires or 0) > now else None
+    return Message(id=record.message_id, body=json.loads(record.body),
+                   ttl=int(record.ttl), age=max(0, (now - record.created) // 1000),
+                   claim_id=held, claim_count=int(record.claim_count or 0),
+                   checksum=record.checksum, client_id=record.client_id)
+
+
+# -- queue incarnation ------------------------------------------------------
+
+def queue_floor(project, queue):
+    """The floor of the queue's current incarnation, or None if it does not
+    exist."""
+    metadata, floor = queue_store.get_with_floor(project, queue)
+    return None if metadata is None else floor
+
+
+# -- post -------------------------------------------------------------------
+
+def reserve_positions(pq, count):
+    """Reserve `count` consecutive positions; returns the first."""
+    base = random.getrandbits(RANDOM_BASE_BITS)
+    state = QueueState(pq, "s")
+    retrying(state.update, actions=[
+        QueueState.counter.set((QueueState.counter | base) + count)])
+    return int(state.counter) - count + 1
+
+
+def _batch_write(items=(), deletes=()):
+    """Write and delete items in BatchWriteItem calls of at most 25, retrying
+    unprocessed items (pynamodb retries them with backoff)."""
+    with MessageRecord.batch_write() as batch:
+        for item in items:
+            batch.save(item)
+        for item in deletes:
+            batch.delete(item)
+
+
+def post(project, queue, messages, client_id, enable_checksum=False):
+    """Store a batch of messages, all or nothing; returns their ids in order.
+
+    `messages` are dicts with body, ttl (s) and delay (s). Delayed messages are
+    held until their delay ends, and one timer per post wakes claimers then.
+    """
+    pq = queue_key(project, queue)
+    first = retrying(reserve_positions, pq, len(messages))
+    reserved_at = now_ms()
+    records, delayed = [], {}
+    for offset, message in enumerate(messages):
+        position = first + offset
+        body_text = json.dumps(message["body"])
+        expires = reserved_at + message["ttl"] * 1000
+        record = MessageRecord(
+            pq, position_key(position), message_id=message_id_of(position),
+            body=body_text, ttl=message["ttl"], created=reserved_at,
+            expires=expires, expires_at=expires // 1000 + 1, client_id=client_id,
+            claim_count=0, checksum=checksum(body_text) if enable_checksum else None)
+        if message.get("delay"):
+            record.claim_expires = reserved_at + message["delay"] * 1000
+            delayed.setdefault(record.claim_expires, []).append(position)
+        records.append(record)
+    timers = [delay_timer(pq, due, positions) for due, positions in delayed.items()]
+    try:
+        write_within(records + timers, deadline=reserved_at + POST_ABORT_MS)
+    except Exception:
+        # Take back whatever landed, so the client's retry leaves no duplicate.
+        retrying(_batch_write, deletes=records + timers)
+        raise
+    return [record.message_id for record in records]
+
+
+def write_within(records, deadline):
+    for start in range(0, len(records), BATCH_WRITE_MAX):
+        if now_ms() > deadline:
+            raise TimeoutError("post took too long to write")
+        retrying(_batch_write, items=records[start:start + BATCH_WRITE_MAX])
+
+
+def delay_timer(pq, due, positions):
+    return ClaimRecord(pq, f"{CLAIM_PREFIX}{due:012x}{random.getrandbits(32):08x}",
+                       positions=positions, is_delay=True,
+                       expires_at=due // 1000 + TIMER_KEEP_S)
+
+
+# Timers and claim records are kept this long past their due time (TTL) so
+# that claimers, or the sweeper, handle them first.
+TIMER_KEEP_S = 86_400
+
+
+# -- reading ----------------------------------------------------------------
+
+def get_records(pq, positions, consistent=True):
+    """The message records at these positions that exist, by position."""
+    keys = [(pq, position_key(position)) for position in positions]
+    found = retrying(lambda: list(MessageRecord.batch_get(
+        keys, consistent_read=consistent)))
+    return {position_of(record.message_id): record for record in found}
+
+
+def scan(pq, start, consistent=False, page_size=50):
+    """Message records from position `start` on, in order (lazy)."""
+    return MessageRecord.query(
+        pq, MessageRecord.sk.between(position_key(start), position_key(2 ** 64 - 1)),
+        consistent_read=consistent, page_size=page_size)
+
+
+def get(project, queue, message_id):
+    """One live message, or None."""
+    position = position_of(message_id)
+    floor = queue_floor(project, queue)
+    if position is None or floor is None or position < floor:
+        return None
+    now = now_ms()
+    try:
+        record = retrying(MessageRecord.get, queue_key(project, queue),
+                          position_key(position), consistent_read=True)
+    except DoesNotExist:
+        return None
+    return to_message(record, now) if record.expires > now else None
+
+
+def get_many(project, queue, message_ids):
+    """The live messages among these ids, in the order asked."""
+    floor = queue_floor(project, queue)
+    positions = [position_of(message_id) for message_id in message_ids]
+    positions = [p for p in dict.fromkeys(positions) if p is not None]
+    if floor is None or not positions:
+        return []
+    now = now_ms()
+    records = get_records(queue_key(project, queue), positions)
+    return [to_message(records[p], now) for p in positions
+            if p in records and p >= floor and records[p].expires > now]
+
+
+# -- deleting ---------------------------------------------------------------
+
+class ClaimMismatch(Exception):
+    """A delete named a claim that does not hold the message."""
+
+    def __init__(self, reason):
+        super().__init__(reason)
+        self.reason = reason  # "no-claim", "not-claimed" or "other-claim"
+
+
+def delete(project, queue, message_id, claim_id=None):
+    """Delete one message, honouring its claim.
+
+    Without claim_id the message must not be held by a live claim; with one,
+    that claim must hold it. Raises ClaimMismatch otherwise. A missing message
+    is not an error.
+    """
+    position = position_of(message_id)
+    if position is None:
+        return
+    pq = queue_key(project, queue)
+    now = now_ms()
+    record = MessageRecord(pq, position_key(position))
+    if claim_id is None:
+        condition = (MessageRecord.claim_id.does_not_exist()
+                     | (MessageRecord.claim_expires <= now))
+    else:
+        condition = ((MessageRecord.claim_id == claim_id)
+                     & (MessageRecord.claim_expires > now))
+    try:
+        retrying(record.delete, condition=MessageRecord.sk.does_not_exist() | condition)
+    except DeleteError as exc:
+        if not condition_failed(exc):
+            raise
+        raise ClaimMismatch(_why_refused(project, queue, position, claim_id, now))
+
+
+def _why_refused(project, queue, position, claim_id, now):
+    from chalicelib.storage import claims  # claims builds on this module
+    if claim_id is None:
+        return "other-claim"
+    if not claims.is_live(project, queue, claim_id):
+        return "no-claim"
+    record = get_records(queue_key(project, queue), [position]).get(position)
+    if record is None or not record.claim_id or (record.claim_expires or 0) <= now:
+        return "not-claimed"
+    return "other-claim"
+
+
+def delete_many(project, queue, message_ids):
+    """Delete these messages whatever holds them; unknown ids are skipped."""
+    pq = queue_key(project, queue)
+    positions = {position_of(message_id) for message_id in message_ids} - {None}
+    records = [MessageRecord(pq, position_key(position)) for position in positions]
+    retrying(_batch_write, deletes=records)
+
+
+def delete_queue_contents(project, queue, limit=100):
+    """Remove up to `limit` items a deleted queue left: messages, claims, timers.
+
+    Whatever is left is already invisible (below the next incarnation's floor)
+    and goes with the sweeper or DynamoDB TTL, so deleting a large queue does
+    not wait on it. The state item (the position counter) is kept, so message
+    ids are never handed out twice under the same name.
+    """
+    pq = queue_key(project, queue)
+    leftovers = [MessageRecord(pq, item.sk) for item in
+                 MessageRecord.query(pq, limit=limit + 1, page_size=limit + 1)
+                 if item.sk != "s"][:limit]
+    retrying(_batch_write, deletes=leftovers)

@@ -89,8 +89,8 @@ class QueueState(Model):
     counter = NumberAttribute(attr_name="n", null=True)  # last position handed out
     # Hints kept by claimers (see claims.py): no message below `cursor` is free
     # unless a timer not yet handled covers it; timers up to `checked` are handled.
-    cursor = NumberAttribute(attr_name="cu", default=0)
-    checked = UnicodeAttribute(attr_name="ck", default=CLAIM_PREFIX)
+    cursor = NumberAttribute(attr_name="cu", null=True)
+    checked = UnicodeAttribute(attr_name="ck", null=True)
 
 
 class ClaimRecord(Model):

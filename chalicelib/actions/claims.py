@@ -1,0 +1,54 @@
+"""Claim actions, shared by the REST and websocket transports."""
+from chalicelib.actions.messages import load_queue
+from chalicelib.errors import BadRequest, NotFound
+from chalicelib.storage import claims as claim_store
+from chalicelib.validation import check_limit, check_queue_name, validate
+
+
+def _not_found(ctx, queue_name, claim_id):
+    return NotFound(f"Claim {claim_id} does not exist in queue {queue_name} "
+                    f"for project {ctx.project}")
+
+
+def create(ctx, queue_name, document=None, limit=None):
+    """Claim messages: (claim_id, [Message]); the list is empty if none was free."""
+    check_queue_name(queue_name)
+    settings = ctx.settings
+    document = {} if document is None else document
+    validate("claim_create", document, settings)
+    limit = 10 if limit is None else limit
+    check_limit(limit, settings.max_messages_per_claim_or_pop, "may not be greater than")
+    metadata, floor = load_queue(ctx, queue_name)
+    if metadata is None:
+        return None, []
+    return claim_store.create(
+        ctx.project, queue_name, floor,
+        ttl=document.get("ttl", settings.default_claim_ttl),
+        grace=document.get("grace", settings.default_claim_grace), limit=limit)
+
+
+def get(ctx, queue_name, claim_id):
+    """(age, ttl, [Message]) of a live claim."""
+    check_queue_name(queue_name)
+    found = claim_store.get(ctx.project, queue_name, claim_id)
+    if found is None:
+        raise _not_found(ctx, queue_name, claim_id)
+    return found
+
+
+def update(ctx, queue_name, claim_id, document):
+    check_queue_name(queue_name)
+    if document is None:
+        raise BadRequest("Request body can not be empty")
+    validate("claim_update", document, ctx.settings)
+    renewed = claim_store.renew(
+        ctx.project, queue_name, claim_id,
+        ttl=document.get("ttl", ctx.settings.default_claim_ttl),
+        grace=document.get("grace", ctx.settings.default_claim_grace))
+    if not renewed:
+        raise _not_found(ctx, queue_name, claim_id)
+
+
+def delete(ctx, queue_name, claim_id):
+    check_queue_name(queue_name)
+    claim_store.release(ctx.project, queue_name, claim_id)

@@ -1,0 +1,146 @@
+"""Message actions, shared by the REST and websocket transports."""
+import json
+
+from chalicelib.errors import BadRequest, Forbidden, NotFound
+from chalicelib.storage import claims as claim_store
+from chalicelib.storage import listing
+from chalicelib.storage import messages as message_store
+from chalicelib.storage import queues as queue_store
+from chalicelib.validation import check_limit, check_queue_name, validate
+
+
+def load_queue(ctx, queue_name, create=False):
+    """(metadata, floor) of the queue; with create, a missing queue is created
+    first, as Zaqar does on a post. (None, None) if missing otherwise."""
+    metadata, floor = queue_store.get_with_floor(ctx.project, queue_name)
+    if metadata is None and create:
+        queue_store.create(ctx.project, queue_name, {})
+        metadata, floor = queue_store.get_with_floor(ctx.project, queue_name)
+    return metadata, floor
+
+
+def check_post_size(size, metadata, settings):
+    limit = settings.max_messages_post_size
+    queue_limit = (metadata or {}).get("_max_messages_post_size")
+    if isinstance(queue_limit, int) and 0 < queue_limit < limit:
+        if size > queue_limit:
+            raise BadRequest(
+                "Message collection size is too large. The max size for current "
+                f"queue is {queue_limit}. It is calculated by max size = "
+                f"min(max_messages_post_size_config: {limit}, "
+                f"max_messages_post_size_queue: {queue_limit}).")
+    if size > limit:
+        raise BadRequest(f"Message collection size is too large. Max size {limit}")
+
+
+def post(ctx, queue_name, document, size=None):
+    """Post a batch; returns the new ids in posting order.
+
+    `size` is the request body's length in bytes (the serialized document if
+    not given). Only body, ttl and (on queues with a default delay) delay are
+    kept of each message.
+    """
+    check_queue_name(queue_name)
+    settings = ctx.settings
+    size = len(json.dumps(document).encode()) if size is None else size
+    if size > settings.max_messages_post_size:
+        check_post_size(size, None, settings)
+    validate("messages_post", document, settings)
+    metadata, _ = load_queue(ctx, queue_name, create=True)
+    check_post_size(size, metadata, settings)
+    default_ttl = metadata.get("_default_message_ttl") or settings.default_message_ttl
+    default_delay = metadata.get("_default_message_delay") or 0
+    batch = []
+    for message in document["messages"]:
+        kept = {"body": message["body"], "ttl": message.get("ttl", default_ttl)}
+        if default_delay:
+            kept["delay"] = message.get("delay", default_delay)
+        batch.append(kept)
+    return message_store.post(ctx.project, queue_name, batch, ctx.client_id,
+                              enable_checksum=settings.enable_checksum)
+
+
+def list_messages(ctx, queue_name, marker=None, limit=None, echo=False,
+                  include_claimed=False, include_delayed=False):
+    """A page of messages: ([Message], next marker or None, include_delayed as
+    applied: it is forced on for queues without a default delay)."""
+    check_queue_name(queue_name)
+    limit = 10 if limit is None else limit
+    check_limit(limit, ctx.settings.max_messages_per_page, "may not be greater than")
+    metadata, floor = load_queue(ctx, queue_name)
+    if metadata is None:
+        return [], None, True
+    if not metadata.get("_default_message_delay"):
+        include_delayed = True
+    found, marker = listing.list_messages(
+        ctx.project, queue_name, floor, marker=marker, limit=limit,
+        skip_client=None if echo else ctx.client_id,
+        include_claimed=include_claimed, include_delayed=include_delayed)
+    return found, marker, include_delayed
+
+
+def get(ctx, queue_name, message_id):
+    check_queue_name(queue_name)
+    message = message_store.get(ctx.project, queue_name, message_id)
+    if message is None:
+        raise NotFound(f"Message {message_id} does not exist in queue "
+                       f"{queue_name} for project {ctx.project}")
+    return message
+
+
+def check_ids(ids, settings):
+    if not ids:
+        raise BadRequest("No message ids were given.")
+    if len(ids) > settings.max_messages_per_page:
+        raise BadRequest("Limit must be at least 1 and may not be greater than "
+                         f"{settings.max_messages_per_page}.")
+
+
+def get_many(ctx, queue_name, message_ids):
+    check_queue_name(queue_name)
+    check_ids(message_ids, ctx.settings)
+    found = message_store.get_many(ctx.project, queue_name, message_ids)
+    if not found:
+        raise NotFound(f"No messages with IDs: {', '.join(message_ids)} found in "
+                       f"the queue {queue_name} for project {ctx.project}.")
+    return found
+
+
+def delete(ctx, queue_name, message_id, claim_id=None):
+    check_queue_name(queue_name)
+    try:
+        message_store.delete(ctx.project, queue_name, message_id, claim_id)
+    except message_store.ClaimMismatch as refused:
+        if refused.reason == "no-claim":
+            raise BadRequest("The specified claim does not exist or has expired.",
+                             title="Unable to delete")
+        if refused.reason == "not-claimed":
+            raise BadRequest("A claim was specified, but the message is not "
+                             "currently claimed.", title="Unable to delete")
+        raise Forbidden("This message is claimed; it cannot be deleted without "
+                        "a valid claim ID.", title="Unable to delete")
+
+
+def delete_many(ctx, queue_name, message_ids, claim_ids=None):
+    check_queue_name(queue_name)
+    check_ids(message_ids, ctx.settings)
+    if ctx.settings.message_delete_with_claim_id and not claim_ids:
+        raise BadRequest("The request should have claim_ids parameter when "
+                         "message_delete_with_claim_id is enabled.")
+    message_store.delete_many(ctx.project, queue_name, message_ids)
+
+
+def pop(ctx, queue_name, count):
+    """Remove and return up to `count` free messages, oldest first."""
+    check_queue_name(queue_name)
+    maximum = ctx.settings.max_messages_per_claim_or_pop
+    if not 0 < count <= maximum:
+        raise BadRequest(f"Limit must be at least 1 and may not be greater than {maximum}.")
+    metadata, floor = load_queue(ctx, queue_name)
+    if metadata is None:
+        return []
+    claim_id, taken = claim_store.create(ctx.project, queue_name, floor, ttl=60,
+                                         grace=0, limit=count)
+    if taken:
+        message_store.delete_many(ctx.project, queue_name, [m.id for m in taken])
+    return taken

@@ -1,0 +1,118 @@
+"""Message and claim routes."""
+from urllib.parse import urlencode
+
+from chalice import Blueprint
+
+from chalicelib.actions import claims, messages
+from chalicelib.errors import BadRequest
+from chalicelib.rest import respond, route
+from chalicelib.validation import param_bool, param_int, param_list
+
+bp = Blueprint(__name__)
+LIST_PARAMS = ("limit", "echo", "include_claimed", "include_delayed")
+
+
+def message_view(queue_name, message):
+    href = f"/v2/queues/{queue_name}/messages/{message.id}"
+    if message.claim_id:
+        href += f"?claim_id={message.claim_id}"
+    view = {"id": message.id, "href": href, "ttl": message.ttl, "age": message.age,
+            "body": message.body}
+    if message.checksum:
+        view["checksum"] = message.checksum
+    return view
+
+
+@route(bp, "/v2/queues/{queue_name}/messages", ["POST"])
+def post_messages(call, queue_name):
+    ids = messages.post(call.ctx, queue_name, call.body(),
+                        size=call.content_length)
+    base = f"/v2/queues/{queue_name}/messages"
+    return respond(201, {"resources": [f"{base}/{message_id}" for message_id in ids]},
+                   {"Location": f"{base}?ids={','.join(ids)}"})
+
+
+@route(bp, "/v2/queues/{queue_name}/messages", ["GET"])
+def list_messages(call, queue_name):
+    params = call.params
+    ids = param_list(params, "ids")
+    if ids is not None:
+        found = messages.get_many(call.ctx, queue_name, ids)
+        return respond(200, {"messages": [message_view(queue_name, m) for m in found]})
+    echo = param_bool(params, "echo")
+    include_claimed = param_bool(params, "include_claimed")
+    found, marker, include_delayed = messages.list_messages(
+        call.ctx, queue_name, marker=params.get("marker"),
+        limit=param_int(params, "limit"), echo=echo,
+        include_claimed=include_claimed,
+        include_delayed=param_bool(params, "include_delayed"))
+    links = []
+    if found:
+        query = {name: params[name] for name in LIST_PARAMS if isinstance(params.get(name), str)}
+        query.update(echo=str(echo).lower(), include_claimed=str(include_claimed).lower(),
+                     include_delayed=str(include_delayed).lower(), marker=marker)
+        links.append({"rel": "next", "href": f"/v2/queues/{queue_name}/messages?"
+                      + urlencode(query)})
+    return respond(200, {"messages": [message_view(queue_name, m) for m in found],
+                         "links": links})
+
+
+@route(bp, "/v2/queues/{queue_name}/messages", ["DELETE"])
+def delete_messages(call, queue_name):
+    ids = param_list(call.params, "ids")
+    pop = param_int(call.params, "pop")
+    if ids is not None and pop is not None:
+        raise BadRequest("pop and id params cannot be present together in the "
+                         "delete request.")
+    if ids is None and pop is None:
+        raise BadRequest('The request should have either "ids" or "pop" parameter '
+                         "in the request, to be able to delete.")
+    if pop is not None:
+        popped = messages.pop(call.ctx, queue_name, pop)
+        return respond(200, {"messages": [
+            {"id": m.id, "age": m.age, "ttl": m.ttl, "body": m.body,
+             "claim_id": m.claim_id, "claim_count": m.claim_count} for m in popped]})
+    messages.delete_many(call.ctx, queue_name, ids, param_list(call.params, "claim_ids"))
+    return respond(204)
+
+
+@route(bp, "/v2/queues/{queue_name}/messages/{message_id}", ["GET"])
+def get_message(call, queue_name, message_id):
+    return respond(200, message_view(queue_name,
+                                     messages.get(call.ctx, queue_name, message_id)))
+
+
+@route(bp, "/v2/queues/{queue_name}/messages/{message_id}", ["DELETE"])
+def delete_message(call, queue_name, message_id):
+    messages.delete(call.ctx, queue_name, message_id, call.params.get("claim_id"))
+    return respond(204)
+
+
+@route(bp, "/v2/queues/{queue_name}/claims", ["POST"])
+def create_claim(call, queue_name):
+    claim_id, taken = claims.create(call.ctx, queue_name, call.body(required=False),
+                                    limit=param_int(call.params, "limit"))
+    if not taken:
+        return respond(204)
+    return respond(201, {"messages": [message_view(queue_name, m) for m in taken]},
+                   {"Location": f"/v2/queues/{queue_name}/claims/{claim_id}"})
+
+
+@route(bp, "/v2/queues/{queue_name}/claims/{claim_id}", ["GET"])
+def get_claim(call, queue_name, claim_id):
+    age, ttl, held = claims.get(call.ctx, queue_name, claim_id)
+    return respond(200, {"age": age, "ttl": ttl,
+                         "href": f"/v2/queues/{queue_name}/claims/{claim_id}",
+                         "messages": [message_view(queue_name, m) for m in held]})
+
+
+@route(bp, "/v2/queues/{queue_name}/claims/{claim_id}", ["PATCH"])
+def update_claim(call, queue_name, claim_id):
+    claims.update(call.ctx, queue_name, claim_id, call.body(required=False))
+    return respond(204)
+
+
+@route(bp, "/v2/queues/{queue_name}/claims/{claim_id}", ["DELETE"])
+def delete_claim(call, queue_name, claim_id):
+    claims.delete(call.ctx, queue_name, claim_id)
+    return respond(204)

@@ -1,0 +1,336 @@
+"""Claims: exclusive holds on messages, taken by conditional writes.
+
+A message is held while its claim expiry `ce` lies in the future (a claim, or
+a delay). Taking it is one UpdateItem whose condition is "not held, not
+expired": whatever the concurrency, one claimer wins; a loser moves on to the
+next candidate.
+
+Finding candidates must not cost more as held messages pile up, so claimers do
+not filter-scan the queue. They keep two hints in the queue's state item:
+
+* `cursor`: no message below it is free, unless a pending timer covers it.
+  Claimers read from the cursor, take what is free and move the cursor past
+  what they have seen held, taken, expired or deleted. A gap (a reserved
+  position not written yet) stops it until the post must have landed.
+* `checked`: timers up to it are handled. Every hold has a timer that falls
+  due when the hold may end: the claim record itself (keyed by its original
+  expiry), one per renewal and release, one per delayed post. A claimer first
+  takes free messages from the timers that fell due, then reads at the cursor.
+
+Both hints are advanced by one conditional write, and only by a claimer that
+saw the state it is changing; a stale hint only costs a few extra reads. So a
+claim reads about what it takes, and writes one item per message, one claim
+record and one state update.
+"""
+import random
+
+from pynamodb.exceptions import DoesNotExist, UpdateError
+
+from chalicelib.storage.messages import (
+    TIMER_KEEP_S, get_records, is_free, now_ms, position_key, position_of, scan,
+    to_message)
+from chalicelib.storage.models import (
+    CLAIM_PREFIX, STATE_KEY, ClaimRecord, MessageRecord, QueueState, queue_key)
+from chalicelib.storage.retry import condition_failed, retrying
+
+# Every post lands within this long of reserving its positions: it aborts
+# itself after 10 s (messages.POST_ABORT_MS) and Lambda stops it at 30 s.
+POST_WINDOW_MS = 30_000
+MOST_READ_PER_CLAIM = 1000
+MOST_TIMERS_PER_CLAIM = 100
+
+
+def new_claim_id(expires):
+    """Claim ids start with their original expiry, so claim records sort by it."""
+    return f"{expires:012x}{random.getrandbits(32):08x}"
+
+
+def is_claim_id(text):
+    if not isinstance(text, str) or len(text) != 20:
+        return False
+    try:
+        int(text, 16)
+    except ValueError:
+        return False
+    return True
+
+
+def claim_key(claim_id):
+    return CLAIM_PREFIX + claim_id
+
+
+def due_of(key):
+    return int(key[len(CLAIM_PREFIX):len(CLAIM_PREFIX) + 12], 16)
+
+
+def load_state(pq):
+    try:
+        return retrying(QueueState.get, pq, STATE_KEY, consistent_read=True)
+    except DoesNotExist:
+        return QueueState(pq, STATE_KEY)
+
+
+def load_claim(pq, claim_id):
+    if not is_claim_id(claim_id):
+        return None
+    try:
+        return retrying(ClaimRecord.get, pq, claim_key(claim_id), consistent_read=True)
+    except DoesNotExist:
+        return None
+
+
+def live_claim(project, queue, claim_id, now=None):
+    record = load_claim(queue_key(project, queue), claim_id)
+    now = now_ms() if now is None else now
+    return record if record is not None and record.expires > now else None
+
+
+def is_live(project, queue, claim_id):
+    return live_claim(project, queue, claim_id) is not None
+
+
+def _records_at(pq, positions):
+    """The message records at these positions (strongly consistent)."""
+    positions = sorted(set(positions))
+    if not positions:
+        return []
+    low, high = positions[0], positions[-1]
+    if high - low + 1 > 2 * len(positions):
+        found = get_records(pq, positions)
+        return [found[p] for p in positions if p in found]
+    wanted = set(positions)
+    query = MessageRecord.query(
+        pq, MessageRecord.sk.between(position_key(low), position_key(high)),
+        consistent_read=True)
+    return [record for record in retrying(list, query)
+            if position_of(record.message_id) in wanted]
+
+
+def _hold(record, claim_id, expires, grace_s, ttl_s):
+    """Set the claim on a message; the updated record, or None if it was not free."""
+    stretched = expires + grace_s * 1000
+    actions = [MessageRecord.claim_id.set(claim_id),
+               MessageRecord.claim_expires.set(expires)]
+    if record.expires < stretched:
+        # A claimed message lives at least until its claim ends plus grace.
+        actions += [MessageRecord.expires.set(stretched),
+                    MessageRecord.ttl.set(ttl_s + grace_s),
+                    MessageRecord.expires_at.set(stretched // 1000 + 1)]
+    return actions
+
+
+def due_timers(pq, checked, now, limit=MOST_TIMERS_PER_CLAIM):
+    """Timers after `checked` that are due by `now`, in due order."""
+    upper = f"{CLAIM_PREFIX}{now:012x}ffffffff"
+    if checked >= upper:
+        return []
+    timers = ClaimRecord.query(pq, ClaimRecord.sk.between(checked, upper),
+                               consistent_read=True, page_size=25, limit=limit + 1)
+    return [timer for timer in retrying(list, timers) if timer.sk != checked][:limit]
+
+
+def hold_ends(pq, timer):
+    """When the hold a due timer stands for ends: a renewed claim ends later
+    (and a later timer covers it), so that timer has nothing to release."""
+    if timer.is_delay:
+        return due_of(timer.sk)
+    claim = timer if timer.of is None else load_claim(pq, timer.of)
+    return 0 if claim is None else claim.expires
+
+
+def released_by_timers(pq, timers, now, floor):
+    """For each due timer: the free messages it covers, oldest first."""
+    for timer in timers:
+        records = []
+        if hold_ends(pq, timer) <= now:
+            records = [record for record in _records_at(pq, timer.positions)
+                       if is_free(record, now, floor)]
+        yield timer, records
+
+
+class Claimer:
+    """One claim request: finds free messages and takes up to `limit`."""
+
+    def __init__(self, pq, floor, ttl, grace, limit, now):
+        self.pq, self.floor, self.limit, self.now = pq, floor, limit, now
+        self.ttl, self.grace = ttl, grace
+        self.expires = now + ttl * 1000
+        self.claim_id = new_claim_id(self.expires)
+        self.taken = []
+
+    @property
+    def full(self):
+        return len(self.taken) >= self.limit
+
+    def take(self, record):
+        """Try to hold one free message; True if this claim got it."""
+        actions = _hold(record, self.claim_id, self.expires, self.grace, self.ttl)
+        actions.append(MessageRecord.claim_count.set((MessageRecord.claim_count | 0) + 1))
+        free = (MessageRecord.message_id.exists()
+                & (MessageRecord.claim_expires.does_not_exist()
+                   | (MessageRecord.claim_expires <= self.now))
+                & (MessageRecord.expires > self.now))
+        try:
+            retrying(record.update, actions=actions, condition=free)
+        except UpdateError as exc:
+            if condition_failed(exc):
+                return False  # another claimer won it, or it just went away
+            raise
+        self.taken.append(record)
+        return True
+
+    def take_from_timers(self, checked):
+        """Take free messages from due timers; returns the new `checked`."""
+        timers = due_timers(self.pq, checked, self.now)
+        for timer, records in released_by_timers(self.pq, timers, self.now, self.floor):
+            for record in records:
+                if self.full:
+                    return checked  # this timer is not done yet
+                self.take(record)
+            checked = timer.sk
+        return checked
+
+    def take_from_cursor(self, cursor):
+        """Take free messages reading from the cursor; returns the new cursor."""
+        start = max(cursor, self.floor)
+        expected, advancing, read = start, True, 0
+        cursor = start
+        for record in scan(self.pq, start, consistent=True,
+                           page_size=min(100, 2 * self.limit + 5)):
+            position = position_of(record.message_id)
+            if position > expected and self.now - record.created < POST_WINDOW_MS:
+                advancing = False  # a post may still be writing the gap
+            expected = position + 1
+            if is_free(record, self.now, self.floor):
+                self.take(record)
+            if advancing:
+                cursor = position + 1
+            read += 1
+            if self.full or read >= MOST_READ_PER_CLAIM:
+                break
+        return cursor
+
+
+def _advance_hints(pq, state, cursor, checked):
+    """Move the hints forward, only if nobody changed them since we read them."""
+    if cursor <= (state.cursor or 0) and checked <= (state.checked or CLAIM_PREFIX):
+        return
+    unchanged = ((QueueState.cursor == state.cursor) if state.cursor is not None
+                 else QueueState.cursor.does_not_exist())
+    unchanged &= ((QueueState.checked == state.checked) if state.checked is not None
+                  else QueueState.checked.does_not_exist())
+    try:
+        retrying(QueueState(pq, STATE_KEY).update,
+                 actions=[QueueState.cursor.set(cursor), QueueState.checked.set(checked)],
+                 condition=unchanged & QueueState.counter.exists())
+    except UpdateError as exc:
+        if not condition_failed(exc):
+            raise  # a lost race leaves the hints to the next claimer
+
+
+def create(project, queue, floor, ttl, grace, limit):
+    """Claim up to `limit` free messages, oldest first.
+
+    Returns (claim_id, [Message]); the list is empty when nothing was free.
+    """
+    pq = queue_key(project, queue)
+    claimer = Claimer(pq, floor, ttl, grace, limit, now_ms())
+    state = load_state(pq)
+    checked = claimer.take_from_timers(state.checked or CLAIM_PREFIX)
+    cursor = state.cursor or 0
+    if not claimer.full:
+        cursor = claimer.take_from_cursor(cursor)
+    if claimer.taken:
+        record = ClaimRecord(
+            pq, claim_key(claimer.claim_id),
+            positions=[position_of(r.message_id) for r in claimer.taken],
+            ttl=ttl, grace=grace, updated=claimer.now, expires=claimer.expires,
+            expires_at=claimer.expires // 1000 + TIMER_KEEP_S)
+        retrying(record.save)
+    _advance_hints(pq, state, cursor, checked)
+    return claimer.claim_id, [to_message(r, claimer.now) for r in claimer.taken]
+
+
+def held_records(pq, claim, now):
+    """The live messages a claim record still holds."""
+    claim_id = claim.sk[len(CLAIM_PREFIX):]
+    return [record for record in _records_at(pq, claim.positions)
+            if record.claim_id == claim_id and (record.claim_expires or 0) > now
+            and record.expires > now]
+
+
+def get(project, queue, claim_id):
+    """(age s, ttl s, [Message]) of a live claim, or None."""
+    now = now_ms()
+    claim = live_claim(project, queue, claim_id, now)
+    if claim is None:
+        return None
+    records = held_records(queue_key(project, queue), claim, now)
+    return ((now - claim.updated) // 1000, int(claim.ttl),
+            [to_message(record, now) for record in records])
+
+
+def _write_timer(pq, due, claim_id, positions):
+    timer = ClaimRecord(pq, f"{CLAIM_PREFIX}{due:012x}{random.getrandbits(32):08x}",
+                        positions=positions, of=claim_id,
+                        expires_at=due // 1000 + TIMER_KEEP_S)
+    retrying(timer.save)
+    return timer
+
+
+def renew(project, queue, claim_id, ttl, grace):
+    """Restart a live claim with a new ttl; False if it is not live.
+
+    The timer for the new expiry is written first, so a crash half-way never
+    leaves a message held past every timer.
+    """
+    pq = queue_key(project, queue)
+    now = now_ms()
+    claim = live_claim(project, queue, claim_id, now)
+    if claim is None:
+        return False
+    expires = now + ttl * 1000
+    _write_timer(pq, expires, claim_id, claim.positions)
+    for record in held_records(pq, claim, now):
+        try:
+            retrying(record.update,
+                     actions=_hold(record, claim_id, expires, grace, ttl),
+                     condition=(MessageRecord.claim_id == claim_id)
+                     & (MessageRecord.claim_expires > now))
+        except UpdateError as exc:
+            if not condition_failed(exc):
+                raise
+    retrying(claim.update, actions=[
+        ClaimRecord.ttl.set(ttl), ClaimRecord.grace.set(grace),
+        ClaimRecord.updated.set(now), ClaimRecord.expires.set(expires),
+        ClaimRecord.expires_at.set(expires // 1000 + TIMER_KEEP_S)])
+    return True
+
+
+def release(project, queue, claim_id):
+    """End a claim now; its messages can be claimed again at once."""
+    pq = queue_key(project, queue)
+    now = now_ms()
+    claim = live_claim(project, queue, claim_id, now)
+    if claim is None:
+        return
+    timer = _write_timer(pq, now, claim_id, claim.positions)
+    # Claimers skip timers at or below `checked`: make sure this one is above.
+    below_timer = timer.sk[:len(CLAIM_PREFIX) + 12]
+    try:
+        retrying(QueueState(pq, STATE_KEY).update,
+                 actions=[QueueState.checked.set(below_timer)],
+                 condition=QueueState.checked > below_timer)
+    except UpdateError as exc:
+        if not condition_failed(exc):
+            raise
+    retrying(claim.update, actions=[ClaimRecord.expires.set(now)])
+    for record in held_records(pq, claim, now):
+        try:
+            retrying(record.update,
+                     actions=[MessageRecord.claim_id.remove(),
+                              MessageRecord.claim_expires.remove()],
+                     condition=MessageRecord.claim_id == claim_id)
+        except UpdateError as exc:
+            if not condition_failed(exc):
+                raise
