@@ -26,8 +26,10 @@ import random
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
+from chalicelib import clock
+
 from chalicelib.storage.messages import (
-    TIMER_KEEP_S, get_records, is_free, now_ms, position_key, position_of, scan,
+    TIMER_KEEP_S, get_records, is_free, position_key, position_of, scan,
     to_message)
 from chalicelib.storage.models import (
     CLAIM_PREFIX, STATE_KEY, ClaimRecord, MessageRecord, QueueState, queue_key)
@@ -81,7 +83,7 @@ def load_claim(pq, claim_id):
 
 def live_claim(project, queue, claim_id, now=None):
     record = load_claim(queue_key(project, queue), claim_id)
-    now = now_ms() if now is None else now
+    now = clock.now_ms() if now is None else now
     return record if record is not None and record.expires > now else None
 
 
@@ -234,7 +236,7 @@ def create(project, queue, floor, ttl, grace, limit):
     Returns (claim_id, [Message]); the list is empty when nothing was free.
     """
     pq = queue_key(project, queue)
-    claimer = Claimer(pq, floor, ttl, grace, limit, now_ms())
+    claimer = Claimer(pq, floor, ttl, grace, limit, clock.now_ms())
     state = load_state(pq)
     checked = claimer.take_from_timers(state.checked or CLAIM_PREFIX)
     cursor = state.cursor or 0
@@ -261,7 +263,7 @@ def held_records(pq, claim, now):
 
 def get(project, queue, claim_id):
     """(age s, ttl s, [Message]) of a live claim, or None."""
-    now = now_ms()
+    now = clock.now_ms()
     claim = live_claim(project, queue, claim_id, now)
     if claim is None:
         return None
@@ -285,7 +287,7 @@ def renew(project, queue, claim_id, ttl, grace):
     leaves a message held past every timer.
     """
     pq = queue_key(project, queue)
-    now = now_ms()
+    now = clock.now_ms()
     claim = live_claim(project, queue, claim_id, now)
     if claim is None:
         return False
@@ -310,7 +312,7 @@ def renew(project, queue, claim_id, ttl, grace):
 def release(project, queue, claim_id):
     """End a claim now; its messages can be claimed again at once."""
     pq = queue_key(project, queue)
-    now = now_ms()
+    now = clock.now_ms()
     claim = live_claim(project, queue, claim_id, now)
     if claim is None:
         return

@@ -5,8 +5,9 @@ claims.py): the free messages of due timers, then from the cursor on, so held
 messages are not read. Views that include held messages read the queue in
 order from the marker.
 """
+from chalicelib import clock
 from chalicelib.storage import claims
-from chalicelib.storage.messages import now_ms, position_of, scan, to_message
+from chalicelib.storage.messages import position_of, scan, to_message
 from chalicelib.storage.models import CLAIM_PREFIX, queue_key
 
 MOST_READ_PER_PAGE = 1000
@@ -22,7 +23,7 @@ def list_messages(project, queue, floor, marker=None, limit=10, skip_client=None
     reads its limit of records without filling up.
     """
     pq = queue_key(project, queue)
-    now = now_ms()
+    now = clock.now_ms()
     after = position_of(marker) if marker else None
     if marker and after is None:
         return [], None  # a bogus marker gives an empty page, as in Zaqar

@@ -11,11 +11,11 @@ How claims find free messages without reading held ones is in claims.py.
 import hashlib
 import json
 import random
-import time
 from dataclasses import dataclass
 
 from pynamodb.exceptions import DeleteError, DoesNotExist
 
+from chalicelib import clock
 from chalicelib.storage import queues as queue_store
 from chalicelib.storage.models import (
     CLAIM_PREFIX, MESSAGE_PREFIX, ClaimRecord, MessageRecord, QueueState,
@@ -28,10 +28,6 @@ from chalicelib.storage.retry import condition_failed, retrying
 POST_ABORT_MS = 10_000
 BATCH_WRITE_MAX = 25
 RANDOM_BASE_BITS = 52
-
-
-def now_ms():
-    return int(time.time() * 1000)
 
 
 def position_key(position):
@@ -126,7 +122,7 @@ def post(project, queue, messages, client_id, enable_checksum=False):
     """
     pq = queue_key(project, queue)
     first = retrying(reserve_positions, pq, len(messages))
-    reserved_at = now_ms()
+    reserved_at = clock.now_ms()
     records, delayed = [], {}
     for offset, message in enumerate(messages):
         position = first + offset
@@ -153,7 +149,7 @@ def post(project, queue, messages, client_id, enable_checksum=False):
 
 def write_within(records, deadline):
     for start in range(0, len(records), BATCH_WRITE_MAX):
-        if now_ms() > deadline:
+        if clock.now_ms() > deadline:
             raise TimeoutError("post took too long to write")
         retrying(_batch_write, items=records[start:start + BATCH_WRITE_MAX])
 
@@ -192,7 +188,7 @@ def get(project, queue, message_id):
     floor = queue_floor(project, queue)
     if position is None or floor is None or position < floor:
         return None
-    now = now_ms()
+    now = clock.now_ms()
     try:
         record = retrying(MessageRecord.get, queue_key(project, queue),
                           position_key(position), consistent_read=True)
@@ -208,7 +204,7 @@ def get_many(project, queue, message_ids):
     positions = [p for p in dict.fromkeys(positions) if p is not None]
     if floor is None or not positions:
         return []
-    now = now_ms()
+    now = clock.now_ms()
     records = get_records(queue_key(project, queue), positions)
     return [to_message(records[p], now) for p in positions
             if p in records and p >= floor and records[p].expires > now]
@@ -235,7 +231,7 @@ def delete(project, queue, message_id, claim_id=None):
     if position is None:
         return
     pq = queue_key(project, queue)
-    now = now_ms()
+    now = clock.now_ms()
     record = MessageRecord(pq, position_key(position))
     if claim_id is None:
         condition = (MessageRecord.claim_id.does_not_exist()

@@ -1,15 +1,11 @@
 """Queues: one item per queue in the queues table, keyed (project, name)."""
 import json
-import time
 
 from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 
+from chalicelib import clock
 from chalicelib.storage.models import STATE_KEY, QueueRecord, QueueState, queue_key
 from chalicelib.storage.retry import condition_failed, retrying
-
-
-def now_ms():
-    return int(time.time() * 1000)
 
 
 def _next_floor(project, name):
@@ -26,7 +22,7 @@ def _next_floor(project, name):
 def create(project, name, metadata):
     """Create the queue; False (and nothing changed) if it already exists."""
     record = QueueRecord(project, name, metadata=json.dumps(metadata or {}),
-                         created=now_ms(), floor=_next_floor(project, name))
+                         created=clock.now_ms(), floor=_next_floor(project, name))
     try:
         retrying(record.save, condition=QueueRecord.name.does_not_exist())
     except PutError as exc:
