@@ -1,0 +1,216 @@
+"""Local stand-ins for the AWS triggers `chalice local` does not run:
+schedules (EventBridge rules) and DynamoDB stream event sources.
+
+Both work from what the app registered (`app.event_sources`, handlers in
+`app.handler_map`), so new `@app.schedule` or `@app.on_dynamodb_record`
+handlers run locally without touching this file.
+"""
+import datetime
+import logging
+import threading
+import uuid
+
+from botocore.exceptions import ClientError
+from chalice.app import DynamoDBEventConfig, ScheduledEventConfig
+from chalice.local import LambdaContext
+
+log = logging.getLogger("local.triggers")
+ACCOUNT_ID = "123456789012"
+
+
+def lambda_context(config, name):
+    """A Lambda context with the function's configured name, memory and timeout."""
+    scoped = config.scope(config.chalice_stage, name)
+    return LambdaContext(function_name=f"{config.app_name}-{config.chalice_stage}-{name}",
+                         memory_size=scoped.lambda_memory_size or 128,
+                         max_runtime_ms=(scoped.lambda_timeout or 60) * 1000)
+
+
+def table_name_of(stream_arn):
+    """`arn:aws:dynamodb:<region>:<account>:table/<name>/stream/<label>` -> name."""
+    resource = stream_arn.split(":", 5)[5]
+    return resource.split("/")[1]
+
+
+class _Worker(threading.Thread):
+    """A daemon thread that calls `step()` every `interval` seconds until stopped."""
+
+    def __init__(self, name, interval):
+        super().__init__(name=name, daemon=True)
+        self.interval = interval
+        self._stopped = threading.Event()
+
+    def run(self):
+        while not self._stopped.wait(self.interval):
+            self.step()
+
+    def step(self):
+        raise NotImplementedError
+
+    def stop(self):
+        self._stopped.set()
+        self.join()
+
+
+class ScheduleRunner(_Worker):
+    """Fires one `@app.schedule` handler every `interval` seconds, whatever its
+    rate or cron: locally, sweeps should run often rather than once a minute."""
+
+    def __init__(self, app, config, source, interval, region):
+        super().__init__(f"schedule-{source.name}", interval)
+        self.handler = app.handler_map[source.name]
+        self.context = lambda_context(config, source.name)
+        self.source = source
+        self.region = region
+
+    def event(self):
+        now = datetime.datetime.now(datetime.timezone.utc)
+        return {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event",
+                "source": "aws.events", "account": ACCOUNT_ID,
+                "time": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "region": self.region,
+                "resources": [f"arn:aws:events:{self.region}:{ACCOUNT_ID}:rule/{self.source.name}"],
+                "detail": {}}
+
+    def step(self):
+        try:
+            self.handler(self.event(), self.context)
+        except Exception:
+            log.exception("schedule %s failed", self.source.name)
+
+
+def lambda_record(record, source_arn):
+    """A DynamoDB Streams record as Lambda delivers it: epoch-second timestamp,
+    plus the event source's ARN."""
+    dynamodb = dict(record["dynamodb"])
+    created = dynamodb.get("ApproximateCreationDateTime")
+    if isinstance(created, datetime.datetime):
+        dynamodb["ApproximateCreationDateTime"] = int(created.timestamp())
+    return dict(record, dynamodb=dynamodb, eventSourceARN=source_arn)
+
+
+class StreamPoller(_Worker):
+    """Feeds one `@app.on_dynamodb_record` handler from the local table's stream.
+
+    The ARN the app registered is mapped, by table name, to the local table's
+    LatestStreamArn. Call `prime()` before serving requests: iterators taken
+    later would miss the first writes. A failed batch is retried `max_retries`
+    times, then dropped with an error log (AWS's default would block the shard).
+    """
+
+    def __init__(self, app, config, source, dynamodb, streams, interval=0.2,
+                 max_retries=2):
+        super().__init__(f"stream-{source.name}", interval)
+        self.handler = app.handler_map[source.name]
+        self.context = lambda_context(config, source.name)
+        self.source = source
+        self.streams = streams
+        table = dynamodb.describe_table(TableName=table_name_of(source.stream_arn))["Table"]
+        if "LatestStreamArn" not in table:
+            raise RuntimeError(f"table {table['TableName']} has no stream enabled")
+        self.stream_arn = table["LatestStreamArn"]
+        self.max_retries = max_retries
+        self.iterators = {}  # shard id -> iterator; shards still being read
+        self.seen_shards = set()
+        self.delivered = {}  # shard id -> last sequence number handed to the handler
+
+    def _shards(self):
+        shards, start = [], {}
+        while True:
+            page = self.streams.describe_stream(StreamArn=self.stream_arn, **start)
+            shards += page["StreamDescription"]["Shards"]
+            last = page["StreamDescription"].get("LastEvaluatedShardId")
+            if not last:
+                return shards
+            start = {"ExclusiveStartShardId": last}
+
+    def _iterator(self, shard_id, position):
+        return self.streams.get_shard_iterator(
+            StreamArn=self.stream_arn, ShardId=shard_id,
+            ShardIteratorType=position)["ShardIterator"]
+
+    def prime(self):
+        """Take iterators on the shards that exist now, at the configured position."""
+        for shard in self._shards():
+            self.seen_shards.add(shard["ShardId"])
+            closed = "EndingSequenceNumber" in shard["SequenceNumberRange"]
+            if self.source.starting_position == "LATEST" and closed:
+                continue
+            self.iterators[shard["ShardId"]] = self._iterator(
+                shard["ShardId"], self.source.starting_position)
+
+    def _discover_shards(self):
+        # Shards opened after priming hold only new records: read them whole.
+        for shard in self._shards():
+            if shard["ShardId"] not in self.seen_shards:
+                self.seen_shards.add(shard["ShardId"])
+                self.iterators[shard["ShardId"]] = self._iterator(shard["ShardId"], "TRIM_HORIZON")
+
+    def _read(self, shard_id):
+        try:
+            page = self.streams.get_records(ShardIterator=self.iterators[shard_id],
+                                            Limit=self.source.batch_size)
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "TrimmedDataAccessException":
+                raise
+            # DynamoDB Local quirk: an iterator taken on an empty shard is
+            # "trimmed" once another table is written. Start again from the
+            # horizon; records already delivered are skipped below.
+            self.iterators[shard_id] = self._iterator(shard_id, "TRIM_HORIZON")
+            return []
+        last = int(self.delivered.get(shard_id, -1))
+        records = [record for record in page["Records"]
+                   if int(record["dynamodb"]["SequenceNumber"]) > last]
+        if page.get("NextShardIterator"):
+            self.iterators[shard_id] = page["NextShardIterator"]
+        else:
+            del self.iterators[shard_id]  # closed and read to its end
+        return records
+
+    def _deliver(self, records):
+        event = {"Records": [lambda_record(record, self.source.stream_arn) for record in records]}
+        for attempt in range(self.max_retries + 1):
+            try:
+                self.handler(event, self.context)
+                return
+            except Exception:
+                log.exception("stream handler %s failed (attempt %d of %d)",
+                              self.source.name, attempt + 1, self.max_retries + 1)
+        log.error("stream handler %s: dropped %d records", self.source.name, len(records))
+
+    def step(self):
+        try:
+            self._discover_shards()
+            for shard_id in list(self.iterators):
+                records = self._read(shard_id)
+                if records:
+                    self._deliver(records)
+                    self.delivered[shard_id] = records[-1]["dynamodb"]["SequenceNumber"]
+        except Exception:
+            log.exception("stream poller %s failed; retrying", self.source.name)
+
+
+def start_triggers(app, config, dynamodb, streams, schedule_interval, region):
+    """Start a worker per schedule and per DynamoDB stream handler; return them.
+
+    Stream pollers are primed before this returns, so start serving after it.
+    """
+    workers = []
+    for source in app.event_sources:
+        if isinstance(source, ScheduledEventConfig):
+            workers.append(ScheduleRunner(app, config, source, schedule_interval, region))
+        elif isinstance(source, DynamoDBEventConfig):
+            poller = StreamPoller(app, config, source, dynamodb, streams)
+            poller.prime()
+            workers.append(poller)
+        else:
+            log.warning("event source %s (%s) is not emulated locally",
+                        source.name, type(source).__name__)
+    for worker in workers:
+        worker.start()
+        log.info("started %s every %ss", worker.name, worker.interval)
+    return workers
+
+
+def stop_triggers(workers):
+    for worker in workers:
+        worker.stop()
