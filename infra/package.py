@@ -1,0 +1,297 @@
+#!/usr/bin/env python
+"""Build the Lambda package and the SAM template of one stage.
+
+    python infra/package.py --stage dev [--out build/package/dev]
+
+then deploy with `aws cloudformation package` + `deploy` (see infra/README.md).
+
+Plain `chalice package` is not enough, for two reasons:
+
+* Size. pynamodb depends on botocore (~16 MB), which the Lambda runtime already
+  has. The project is copied to a staging folder whose requirements.txt leaves
+  pynamodb out; pynamodb goes into the staged vendor/ without its dependencies.
+  schemas/ goes into vendor/ too: Chalice puts vendor/'s contents at the zip
+  root, where chalicelib/validation.py looks for it.
+* Wiring. `--merge-template` (infra/resources.json) adds the tables and the
+  API's gateway responses, but can only add or override keys. Replacing
+  literals Chalice wrote (table names, the stream ARN, ARN patterns in the IAM
+  policy) and configuring the stream event sources is done here, on the
+  generated template, for whatever functions the app has.
+"""
+import argparse
+import copy
+import fnmatch
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+MERGE_TEMPLATE = Path(__file__).resolve().parent / "resources.json"
+
+# Installed into vendor/ without their dependencies (botocore is in the runtime).
+VENDOR_WITHOUT_DEPS = ("pynamodb",)
+
+# Environment variable naming a table -> the table's logical id in resources.json.
+TABLE_ENV = {
+    "QUEUES_TABLE": "QueuesTable",
+    "MESSAGES_TABLE": "MessagesTable",
+    "SUBSCRIPTIONS_TABLE": "SubscriptionsTable",
+    "CONNECTIONS_TABLE": "ConnectionsTable",
+}
+
+# Stream handlers: a poison record must not block its shard for 24 h (AWS's
+# defaults retry forever). Failed batches are split to isolate the bad record,
+# retried a few times, then described in an SQS queue for a human to look at.
+STREAM_FAILURE_QUEUE = "StreamFailureQueue"
+STREAM_EVENT_SETTINGS = {
+    "BisectBatchOnFunctionError": True,
+    "MaximumRetryAttempts": 5,
+    "FunctionResponseTypes": ["ReportBatchItemFailures"],
+    "DestinationConfig": {"OnFailure": {
+        "Type": "SQS", "Destination": {"Fn::GetAtt": [STREAM_FAILURE_QUEUE, "Arn"]}}},
+}
+# Only new messages feed notifications: claims, timers, the queue state item,
+# updates and deletions (TTL ones included) never reach the function.
+STREAM_FILTERS = {
+    "MessagesTable": {"eventName": ["INSERT"],
+                      "dynamodb": {"NewImage": {"sk": {"S": [{"prefix": "m#"}]}}}},
+}
+STREAM_READ_ACTIONS = {"dynamodb:DescribeStream", "dynamodb:GetRecords",
+                       "dynamodb:GetShardIterator", "dynamodb:ListStreams"}
+WEBSOCKET_API = "WebsocketAPI"
+
+ARN = re.compile(r"^arn:aws:(?P<service>[^:]+):(?P<region>[^:]*):(?P<account>[^:]*):(?P<resource>.+)$")
+TABLE_RESOURCE = re.compile(r"^table/(?P<name>[^/]+)(?P<rest>/.*)?$")
+
+
+class PackagingError(Exception):
+    pass
+
+
+# -- staging ------------------------------------------------------------------
+
+def _requirement_name(line):
+    return re.split(r"[\s\[<>=!~;]", line.strip(), maxsplit=1)[0].lower()
+
+
+def _vendor_pinned(requirement, cache_dir):
+    """pip-install one pinned requirement without dependencies, once per pin."""
+    if "==" not in requirement:
+        raise PackagingError(f"pin {requirement!r} with == in requirements.txt")
+    target = cache_dir / re.sub(r"[^A-Za-z0-9_.=-]", "_", requirement)
+    if not target.is_dir():
+        partial = target.with_name(target.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
+                        "--disable-pip-version-check", "--no-deps", "--no-compile",
+                        "--target", str(partial), requirement], check=True)
+        partial.rename(target)
+    return target
+
+
+def stage_project(project_dir, stage_dir, cache_dir):
+    """Copy what the Lambda needs into a fresh stage_dir, laid out for Chalice.
+
+    Chalice's own cache of built packages (.chalice/deployments) goes with the
+    old stage_dir: rebuilding takes ~2 s, and old packages would pile up.
+    """
+    shutil.rmtree(stage_dir, ignore_errors=True)
+    (stage_dir / ".chalice").mkdir(parents=True, exist_ok=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copy2(project_dir / "app.py", stage_dir / "app.py")
+    for path in (project_dir / ".chalice").glob("*.json"):  # config, IAM policies
+        shutil.copy2(path, stage_dir / ".chalice" / path.name)
+    if (project_dir / "chalicelib").is_dir():
+        shutil.copytree(project_dir / "chalicelib", stage_dir / "chalicelib", ignore=ignore)
+
+    vendor = stage_dir / "vendor"
+    vendor.mkdir()
+    if (project_dir / "vendor").is_dir():
+        shutil.copytree(project_dir / "vendor", vendor, ignore=ignore, dirs_exist_ok=True)
+    if (project_dir / "schemas").is_dir():
+        shutil.copytree(project_dir / "schemas", vendor / "schemas")
+
+    requirements = []
+    source = project_dir / "requirements.txt"
+    for line in (source.read_text().splitlines() if source.exists() else []):
+        if _requirement_name(line) in VENDOR_WITHOUT_DEPS:
+            shutil.copytree(_vendor_pinned(line.strip(), cache_dir), vendor,
+                            ignore=ignore, dirs_exist_ok=True)
+        else:
+            requirements.append(line)
+    (stage_dir / "requirements.txt").write_text("\n".join(requirements) + "\n")
+
+
+def run_chalice_package(stage_dir, stage, out_dir):
+    chalice = (shutil.which("chalice", path=str(Path(sys.executable).parent))
+               or shutil.which("chalice"))
+    shutil.rmtree(out_dir, ignore_errors=True)
+    environment = dict(os.environ)
+    # Chalice needs a region to write ARNs; no credentials are used.
+    environment.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    subprocess.run([chalice, "package", "--stage", stage,
+                    "--merge-template", str(MERGE_TEMPLATE), str(out_dir)],
+                   cwd=stage_dir, env=environment, check=True)
+
+
+# -- template fixups ----------------------------------------------------------
+
+def _of_type(resources, kind):
+    return {name: resource for name, resource in resources.items()
+            if resource.get("Type") == kind}
+
+
+def _sub_arn(match, resource):
+    return {"Fn::Sub": f"arn:${{AWS::Partition}}:{match['service']}:${{AWS::Region}}:"
+                       f"${{AWS::AccountId}}:{resource}"}
+
+
+def wire_table_names(resources):
+    """Point the functions' table variables at the stack's tables.
+
+    Returns {configured table name: logical id}, used to recognise the
+    tables in ARNs Chalice copied from the app and the policy file."""
+    names = {}
+    for function in _of_type(resources, "AWS::Serverless::Function").values():
+        variables = function["Properties"].get("Environment", {}).get("Variables", {})
+        for variable, logical_id in TABLE_ENV.items():
+            if isinstance(variables.get(variable), str):
+                names[variables[variable]] = logical_id
+                variables[variable] = {"Ref": logical_id}
+    return names
+
+
+def _table_of(pattern, table_names):
+    matches = {logical_id for name, logical_id in table_names.items()
+               if fnmatch.fnmatchcase(name, pattern)}
+    if len(matches) != 1:
+        raise PackagingError(f"table pattern {pattern!r} matches {sorted(matches) or 'no'} "
+                             f"table of this stage ({sorted(table_names)})")
+    return matches.pop()
+
+
+def _resolve_arn(arn, table_names, resources):
+    """An ARN of the policy file, made exact for this stack; None when the
+    thing it names does not exist in this stack."""
+    match = ARN.match(arn) if isinstance(arn, str) else None
+    if not match:
+        return arn
+    if match["service"] == "dynamodb":
+        table = TABLE_RESOURCE.match(match["resource"])
+        if table:
+            logical_id = _table_of(table["name"], table_names)
+            return {"Fn::Sub": f"${{{logical_id}.Arn}}{table['rest'] or ''}"}
+    if match["service"] == "execute-api":
+        if WEBSOCKET_API not in resources:
+            return None
+        _, _, rest = match["resource"].partition("/")
+        return _sub_arn(match, f"${{{WEBSOCKET_API}}}/{rest}")
+    return _sub_arn(match, match["resource"])
+
+
+def _actions(statement):
+    actions = statement["Action"]
+    return {actions} if isinstance(actions, str) else set(actions)
+
+
+def tighten_policies(resources, table_names, stream_roles):
+    """Rewrite the IAM policy Chalice copied from .chalice/policy.json into
+    each function's role: ARN patterns become this stack's resources, stream
+    reading stays only with stream handlers, and stream handlers may send
+    their failures to the failure queue."""
+    for role_id, role in _of_type(resources, "AWS::IAM::Role").items():
+        for policy in role["Properties"].get("Policies", []):
+            statements = []
+            for statement in policy["PolicyDocument"]["Statement"]:
+                if _actions(statement) <= STREAM_READ_ACTIONS and role_id not in stream_roles:
+                    continue
+                arns = statement["Resource"]
+                arns = [arns] if isinstance(arns, str) else arns
+                resolved = [_resolve_arn(arn, table_names, resources) for arn in arns]
+                resolved = [arn for arn in resolved if arn is not None]
+                if resolved:
+                    statements.append(dict(statement, Resource=resolved))
+            if role_id in stream_roles:
+                statements.append({
+                    "Sid": "StreamFailures", "Effect": "Allow", "Action": "sqs:SendMessage",
+                    "Resource": {"Fn::GetAtt": [STREAM_FAILURE_QUEUE, "Arn"]}})
+            policy["PolicyDocument"]["Statement"] = statements
+
+
+def configure_stream_sources(resources, table_names):
+    """Bind each DynamoDB event source to the stack's table stream and set what
+    Chalice cannot. Returns the logical ids of the stream handlers' roles."""
+    stream_roles = set()
+    for function in _of_type(resources, "AWS::Serverless::Function").values():
+        for event in function["Properties"].get("Events", {}).values():
+            if event["Type"] != "DynamoDB":
+                continue
+            arn = ARN.match(event["Properties"]["Stream"])
+            table = TABLE_RESOURCE.match(arn["resource"]) if arn else None
+            if not table or table["name"] not in table_names:
+                raise PackagingError(
+                    f"stream {event['Properties']['Stream']!r} is not the stream of a "
+                    f"table of this stage ({sorted(table_names)})")
+            logical_id = table_names[table["name"]]
+            event["Properties"]["Stream"] = {"Fn::GetAtt": [logical_id, "StreamArn"]}
+            event["Properties"].update(copy.deepcopy(STREAM_EVENT_SETTINGS))
+            if logical_id in STREAM_FILTERS:
+                event["Properties"]["FilterCriteria"] = {
+                    "Filters": [{"Pattern": json.dumps(STREAM_FILTERS[logical_id])}]}
+            stream_roles.add(function["Properties"]["Role"]["Fn::GetAtt"][0])
+    if stream_roles:
+        resources[STREAM_FAILURE_QUEUE] = {
+            "Type": "AWS::SQS::Queue",
+            "Properties": {"MessageRetentionPeriod": 1209600,
+                           "SqsManagedSseEnabled": True}}
+    return stream_roles
+
+
+def fix_template(template):
+    resources = template["Resources"]
+    table_names = wire_table_names(resources)
+    stream_roles = configure_stream_sources(resources, table_names)
+    tighten_policies(resources, table_names, stream_roles)
+    return template
+
+
+# -- command line -------------------------------------------------------------
+
+def build(stage, out_dir, project_dir=PROJECT_DIR, work_dir=None):
+    """Stage, package and fix up; returns the paths of the zip and template."""
+    work_dir = Path(work_dir or project_dir / "build" / "lambda")
+    stage_dir = work_dir / "stage"
+    stage_project(Path(project_dir), stage_dir, work_dir / "vendored")
+    run_chalice_package(stage_dir, stage, Path(out_dir).resolve())
+    template_path = Path(out_dir) / "sam.json"
+    try:
+        template = fix_template(json.loads(template_path.read_text()))
+    except PackagingError:
+        # Chalice's template is deployable but wrong (dangling names): drop it.
+        template_path.unlink()
+        raise
+    template_path.write_text(json.dumps(template, indent=2) + "\n")
+    return Path(out_dir) / "deployment.zip", template_path
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--stage", default="dev")
+    parser.add_argument("--out", help="output folder (default build/package/<stage>)")
+    parser.add_argument("--project-dir", default=str(PROJECT_DIR))
+    args = parser.parse_args(argv)
+    project_dir = Path(args.project_dir).resolve()
+    out_dir = Path(args.out or project_dir / "build" / "package" / args.stage)
+    try:
+        zip_path, template_path = build(args.stage, out_dir, project_dir)
+    except (PackagingError, subprocess.CalledProcessError) as error:
+        sys.exit(f"packaging failed: {error}")
+    print(f"{zip_path} ({zip_path.stat().st_size / 1e6:.2f} MB)\n{template_path}")
+
+
+if __name__ == "__main__":
+    main()
