@@ -99,8 +99,11 @@ def reserve_positions(pq, count):
     """Reserve `count` consecutive positions; returns the first."""
     base = random.getrandbits(RANDOM_BASE_BITS)
     state = QueueState(pq, "s")
+    # The first post of a queue also starts the claim cursor at its first
+    # position, so claimers do not start with a gap below it.
     retrying(state.update, actions=[
-        QueueState.counter.set((QueueState.counter | base) + count)])
+        QueueState.counter.set((QueueState.counter | base) + count),
+        QueueState.cursor.set(QueueState.cursor | base + 1)])
     return int(state.counter) - count + 1
 
 
