@@ -23,14 +23,17 @@ claim reads about what it takes, and writes one item per message, one claim
 record and one state update.
 """
 import random
+from dataclasses import dataclass
 
-from pynamodb.exceptions import DoesNotExist, UpdateError
+from pynamodb.connection import Connection
+from pynamodb.exceptions import DoesNotExist, TransactWriteError, UpdateError
+from pynamodb.transactions import TransactWrite
 
 from chalicelib import clock
-
+from chalicelib.storage import queues as queue_store
 from chalicelib.storage.messages import (
-    TIMER_KEEP_S, get_records, is_free, position_key, position_of, scan,
-    to_message)
+    TIMER_KEEP_S, get_records, is_free, message_id_of, position_key, position_of,
+    reserve_positions, scan, to_message)
 from chalicelib.storage.models import (
     CLAIM_PREFIX, STATE_KEY, ClaimRecord, MessageRecord, QueueState, queue_key)
 from chalicelib.storage.retry import condition_failed, retrying
@@ -150,14 +153,67 @@ def released_by_timers(pq, timers, now, floor):
         yield timer, records
 
 
+@dataclass(frozen=True)
+class DeadLetter:
+    """Where a message claimed `max_claims` times goes on its next claim."""
+    project: str
+    queue: str
+    max_claims: int
+    ttl: int = None  # the moved message's new ttl (s); None keeps its ttl
+
+
+def _free_condition(now):
+    return (MessageRecord.message_id.exists()
+            & (MessageRecord.claim_expires.does_not_exist()
+               | (MessageRecord.claim_expires <= now))
+            & (MessageRecord.expires > now))
+
+
+def move_to_dead_letter(record, dead_letter, now):
+    """Move a free message into the dead-letter queue in one transaction, so it
+    is never in both queues nor in neither. False if it was not free any more.
+
+    It gets a position (so an id) of the dead-letter queue and a fresh life
+    there; body, client id and claim count go with it, and no claim: it is
+    visible there at once.
+    """
+    target = queue_key(dead_letter.project, dead_letter.queue)
+    if queue_store.get_with_floor(dead_letter.project, dead_letter.queue)[0] is None:
+        queue_store.create(dead_letter.project, dead_letter.queue, {})
+    position = retrying(reserve_positions, target, 1)
+    ttl = dead_letter.ttl or int(record.ttl)
+    moved = MessageRecord(
+        target, position_key(position), message_id=message_id_of(position),
+        body=record.body, ttl=ttl, created=now, expires=now + ttl * 1000,
+        expires_at=(now + ttl * 1000) // 1000 + 1, client_id=record.client_id,
+        claim_count=record.claim_count, checksum=record.checksum)
+    connection = Connection(region=MessageRecord.Meta.region,
+                            host=MessageRecord.Meta.host)
+
+    def transact():
+        with TransactWrite(connection=connection) as transaction:
+            transaction.delete(record, condition=_free_condition(now))
+            transaction.save(moved, condition=MessageRecord.sk.does_not_exist())
+    try:
+        retrying(transact)
+    except TransactWriteError as exc:
+        reasons = [reason.get("Code") for reason in (exc.cancellation_reasons or [])
+                   if reason]
+        if "ConditionalCheckFailed" in reasons:
+            return False
+        raise
+    return True
+
+
 class Claimer:
     """One claim request: finds free messages and takes up to `limit`."""
 
-    def __init__(self, pq, floor, ttl, grace, limit, now):
+    def __init__(self, pq, floor, ttl, grace, limit, now, dead_letter=None):
         self.pq, self.floor, self.limit, self.now = pq, floor, limit, now
         self.ttl, self.grace = ttl, grace
         self.expires = now + ttl * 1000
         self.claim_id = new_claim_id(self.expires)
+        self.dead_letter = dead_letter
         self.taken = []
 
     @property
@@ -165,15 +221,16 @@ class Claimer:
         return len(self.taken) >= self.limit
 
     def take(self, record):
-        """Try to hold one free message; True if this claim got it."""
+        """Try to hold one free message; True if this claim got it. A message
+        claimed too often goes to the dead-letter queue instead."""
+        if (self.dead_letter is not None
+                and (record.claim_count or 0) >= self.dead_letter.max_claims):
+            move_to_dead_letter(record, self.dead_letter, self.now)
+            return False
         actions = _hold(record, self.claim_id, self.expires, self.grace, self.ttl)
         actions.append(MessageRecord.claim_count.set((MessageRecord.claim_count | 0) + 1))
-        free = (MessageRecord.message_id.exists()
-                & (MessageRecord.claim_expires.does_not_exist()
-                   | (MessageRecord.claim_expires <= self.now))
-                & (MessageRecord.expires > self.now))
         try:
-            retrying(record.update, actions=actions, condition=free)
+            retrying(record.update, actions=actions, condition=_free_condition(self.now))
         except UpdateError as exc:
             if condition_failed(exc):
                 return False  # another claimer won it, or it just went away
@@ -213,9 +270,9 @@ class Claimer:
         return cursor
 
 
-def _advance_hints(pq, state, cursor, checked):
-    """Move the hints forward, only if nobody changed them since we read them."""
-    if cursor <= (state.cursor or 0) and checked <= (state.checked or CLAIM_PREFIX):
+def _set_hints(pq, state, cursor, checked):
+    """Store new hints, only if nobody changed them since we read them."""
+    if cursor == (state.cursor or 0) and checked == (state.checked or CLAIM_PREFIX):
         return
     unchanged = ((QueueState.cursor == state.cursor) if state.cursor is not None
                  else QueueState.cursor.does_not_exist())
@@ -230,13 +287,29 @@ def _advance_hints(pq, state, cursor, checked):
             raise  # a lost race leaves the hints to the next claimer
 
 
-def create(project, queue, floor, ttl, grace, limit):
+def settle_timers(pq, floor):
+    """Bring the free messages of due timers back above the cursor.
+
+    Claimers take such messages straight from the timers; where none comes by,
+    the sweeper calls this so due timers do not pile up for listings to read.
+    """
+    now = clock.now_ms()
+    state = load_state(pq)
+    checked, cursor = state.checked or CLAIM_PREFIX, state.cursor or 0
+    timers = due_timers(pq, checked, now)
+    for timer, records in released_by_timers(pq, timers, now, floor):
+        cursor = min([cursor] + [position_of(r.message_id) for r in records])
+        checked = timer.sk
+    _set_hints(pq, state, cursor, checked)
+
+
+def create(project, queue, floor, ttl, grace, limit, dead_letter=None):
     """Claim up to `limit` free messages, oldest first.
 
     Returns (claim_id, [Message]); the list is empty when nothing was free.
     """
     pq = queue_key(project, queue)
-    claimer = Claimer(pq, floor, ttl, grace, limit, clock.now_ms())
+    claimer = Claimer(pq, floor, ttl, grace, limit, clock.now_ms(), dead_letter)
     state = load_state(pq)
     checked = claimer.take_from_timers(state.checked or CLAIM_PREFIX)
     cursor = state.cursor or 0
@@ -249,7 +322,7 @@ def create(project, queue, floor, ttl, grace, limit):
             ttl=ttl, grace=grace, updated=claimer.now, expires=claimer.expires,
             expires_at=claimer.expires // 1000 + TIMER_KEEP_S)
         retrying(record.save)
-    _advance_hints(pq, state, cursor, checked)
+    _set_hints(pq, state, max(cursor, state.cursor or 0), checked)
     return claimer.claim_id, [to_message(r, claimer.now) for r in claimer.taken]
 
 

@@ -18,8 +18,8 @@ from pynamodb.exceptions import DeleteError, DoesNotExist
 from chalicelib import clock
 from chalicelib.storage import queues as queue_store
 from chalicelib.storage.models import (
-    CLAIM_PREFIX, MESSAGE_PREFIX, ClaimRecord, MessageRecord, QueueState,
-    queue_key)
+    CLAIM_PREFIX, MESSAGE_PREFIX, STATS_KEY, SWEEP_JOBS_KEY, ClaimRecord,
+    MessageRecord, QueueState, SweepJob, queue_key)
 from chalicelib.storage.retry import condition_failed, retrying
 
 # A post that has not finished writing this long after reserving its
@@ -107,7 +107,7 @@ def reserve_positions(pq, count):
     return int(state.counter) - count + 1
 
 
-def _batch_write(items=(), deletes=()):
+def batch_write(items=(), deletes=()):
     """Write and delete items in BatchWriteItem calls of at most 25, retrying
     unprocessed items (pynamodb retries them with backoff)."""
     with MessageRecord.batch_write() as batch:
@@ -145,7 +145,7 @@ def post(project, queue, messages, client_id, enable_checksum=False):
         write_within(records + timers, deadline=reserved_at + POST_ABORT_MS)
     except Exception:
         # Take back whatever landed, so the client's retry leaves no duplicate.
-        retrying(_batch_write, deletes=records + timers)
+        retrying(batch_write, deletes=records + timers)
         raise
     return [record.message_id for record in records]
 
@@ -154,7 +154,7 @@ def write_within(records, deadline):
     for start in range(0, len(records), BATCH_WRITE_MAX):
         if clock.now_ms() > deadline:
             raise TimeoutError("post took too long to write")
-        retrying(_batch_write, items=records[start:start + BATCH_WRITE_MAX])
+        retrying(batch_write, items=records[start:start + BATCH_WRITE_MAX])
 
 
 def delay_timer(pq, due, positions):
@@ -267,19 +267,26 @@ def delete_many(project, queue, message_ids):
     pq = queue_key(project, queue)
     positions = {position_of(message_id) for message_id in message_ids} - {None}
     records = [MessageRecord(pq, position_key(position)) for position in positions]
-    retrying(_batch_write, deletes=records)
+    retrying(batch_write, deletes=records)
 
 
-def delete_queue_contents(project, queue, limit=100):
-    """Remove up to `limit` items a deleted queue left: messages, claims, timers.
+def delete_queue_contents(project, queue):
+    """Hand what a deleted queue leaves to the sweeper, without waiting on it.
 
-    Whatever is left is already invisible (below the next incarnation's floor)
-    and goes with the sweeper or DynamoDB TTL, so deleting a large queue does
-    not wait on it. The state item (the position counter) is kept, so message
-    ids are never handed out twice under the same name.
+    The leftovers are already invisible: a queue created again under the name
+    starts above them (its floor). Only the stats counters go at once. The
+    state item (the position counter) is kept, so message ids are never handed
+    out twice under one name.
     """
     pq = queue_key(project, queue)
-    leftovers = [MessageRecord(pq, item.sk) for item in
-                 MessageRecord.query(pq, limit=limit + 1, page_size=limit + 1)
-                 if item.sk != "s"][:limit]
-    retrying(_batch_write, deletes=leftovers)
+    retrying(SweepJob(SWEEP_JOBS_KEY, pq, deleted=clock.now_ms()).save)
+    retrying(MessageRecord(pq, STATS_KEY).delete)
+
+
+def purge(project, queue):
+    """Remove all the queue's messages at once, whatever the depth: the floor
+    moves above them and the sweeper deletes them. As SQS's PurgeQueue does
+    (and unlike Zaqar's purge, which pops and so spares claimed messages),
+    messages under a live claim go too."""
+    if queue_store.raise_floor(project, queue):
+        delete_queue_contents(project, queue)

@@ -56,16 +56,20 @@ class QueueRecord(Model):
 # The messages table holds, under one partition per queue (`pq`):
 #   sk "m#<position>"    a message; its id is the position in 16 hex digits
 #   sk "s"               the queue's state: position counter, claim cursor
+#   sk "t"               the queue's stats counters (see stats.py)
 #   sk "c#<due><rand>"   a claim record or a timer: something that holds
 #                        messages until <due> (see claims.py)
 MESSAGE_PREFIX = "m#"
 CLAIM_PREFIX = "c#"
 STATE_KEY = "s"
+STATS_KEY = "t"  # counters kept from the stream, see stats.py
 
 
 class MessageRecord(Model):
-    # The stream feeds notification delivery (new messages).
-    Meta = _meta("MESSAGES_TABLE", "zaqar-messages", stream_view_type="NEW_IMAGE")
+    # The stream feeds notification delivery (new messages) and the stats
+    # counters (which need the old image to see a hold end).
+    Meta = _meta("MESSAGES_TABLE", "zaqar-messages",
+                 stream_view_type="NEW_AND_OLD_IMAGES")
     pq = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
     message_id = UnicodeAttribute(attr_name="i")
@@ -110,6 +114,27 @@ class ClaimRecord(Model):
     grace = NumberAttribute(attr_name="g", null=True)
     updated = NumberAttribute(attr_name="u", null=True)  # ms of create or renew
     expires = NumberAttribute(attr_name="e", null=True)  # ms; release sets it to now
+
+
+# Partitions of the messages table that belong to no queue (a queue's key
+# always contains "/"): the sweeper's work list and its progress.
+SWEEP_JOBS_KEY = "~deleted-queues"
+SWEEP_PROGRESS_KEY = "~sweeper"
+
+
+class SweepJob(Model):
+    """A deleted queue's partition, whose leftovers the sweeper removes."""
+    Meta = MessageRecord.Meta
+    pq = UnicodeAttribute(hash_key=True, default=SWEEP_JOBS_KEY)
+    sk = UnicodeAttribute(range_key=True)  # the deleted queue's partition key
+    deleted = NumberAttribute(attr_name="cr")  # epoch ms
+
+
+class SweepProgress(Model):
+    Meta = MessageRecord.Meta
+    pq = UnicodeAttribute(hash_key=True, default=SWEEP_PROGRESS_KEY)
+    sk = UnicodeAttribute(range_key=True, default=STATE_KEY)
+    queues_from = UnicodeAttribute(attr_name="q", null=True)  # JSON: last key read
 
 
 class SubscriptionRecord(Model):

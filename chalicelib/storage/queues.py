@@ -97,3 +97,19 @@ def list_page(project, marker=None, limit=10, name_filter=None, match=None):
 
 def count(project):
     return retrying(QueueRecord.count, project)
+
+
+def raise_floor(project, name):
+    """Move the queue's floor above every position handed out so far: all its
+    current messages drop out of sight at once. False if the queue is missing."""
+    floor = _next_floor(project, name)
+    try:
+        retrying(QueueRecord(project, name).update,
+                 actions=[QueueRecord.floor.set(floor)],
+                 condition=QueueRecord.name.exists()
+                 & (QueueRecord.floor.does_not_exist() | (QueueRecord.floor < floor)))
+    except UpdateError as exc:
+        if condition_failed(exc):
+            return False
+        raise
+    return True

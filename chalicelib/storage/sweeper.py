@@ -1,0 +1,115 @@
+"""The scheduled sweep: removes what expired, and what deleted queues left.
+
+Reads already ignore expired items, and DynamoDB's TTL reclaims them too, but
+lazily (up to days); the sweep keeps queues short and stats honest. Each run
+works in bounded batches against a deadline, and keeps where it stopped, so a
+run never times out however much has expired and the next one picks up there:
+
+* deleted queues: a job item per deleted queue (written by the delete) names
+  the partition; everything in it below the floor of the queue now under that
+  name (everything, if there is none) is left over. The job goes once it is
+  all gone.
+* live queues: the queues table is walked a page per run, resuming from the
+  last key; for each queue the expired messages at the head are deleted (an
+  unexpired message stops it: those behind it wait for the next runs, or for
+  TTL), and timers that fell due with no claimer around are settled (see
+  claims.settle_timers).
+"""
+import json
+
+from pynamodb.exceptions import DoesNotExist
+
+from chalicelib import clock
+from chalicelib.storage import claims
+from chalicelib.storage.messages import (
+    BATCH_WRITE_MAX, batch_write, position_key, scan)
+from chalicelib.storage import queues as queue_store
+from chalicelib.storage.models import (
+    CLAIM_PREFIX, STATE_KEY, SWEEP_JOBS_KEY, SWEEP_PROGRESS_KEY, ClaimRecord,
+    MessageRecord, QueueRecord, SweepJob, SweepProgress, queue_key)
+from chalicelib.storage.retry import retrying
+
+PAGE = 100
+
+
+class Budget:
+    """Stops a run at its deadline, leaving the rest to the next run."""
+
+    def __init__(self, deadline_ms):
+        self.deadline = deadline_ms
+        self.deleted = 0
+
+    @property
+    def spent(self):
+        return clock.now_ms() >= self.deadline
+
+
+def _sweep(items, is_garbage, budget, stop_at_live=False):
+    """Delete the garbage among `items` (a lazy query) 25 at a time.
+
+    True when the query was read to its end (or, with stop_at_live, to the
+    first item that is not garbage); False when the budget ran out first.
+    """
+    chunk = []
+    for item in items:
+        if is_garbage(item):
+            chunk.append(MessageRecord(item.pq, item.sk))
+        elif stop_at_live:
+            break
+        if len(chunk) == BATCH_WRITE_MAX:
+            retrying(batch_write, deletes=chunk)
+            budget.deleted += len(chunk)
+            chunk = []
+            if budget.spent:
+                return False
+    retrying(batch_write, deletes=chunk)
+    budget.deleted += len(chunk)
+    return True
+
+
+def sweep_deleted_queue(job, budget):
+    """Remove what a deleted queue left; True once all of it is gone."""
+    project, _, name = job.sk.rpartition("/")
+    metadata, floor = queue_store.get_with_floor(project, name)
+    below = 2 ** 64 if metadata is None else floor
+    old_messages = MessageRecord.query(
+        job.sk, MessageRecord.sk.between(position_key(0), position_key(below - 1)),
+        page_size=PAGE)
+    if not _sweep(old_messages, lambda item: True, budget):
+        return False
+    # Claims and timers of the old incarnation name only positions below it.
+    holds = ClaimRecord.query(job.sk, ClaimRecord.sk.startswith(CLAIM_PREFIX),
+                              page_size=PAGE)
+    return _sweep(holds, lambda item: all(p < below for p in item.positions), budget)
+
+
+def sweep_queue_head(project, name, floor, budget):
+    """Delete the expired messages at the head of a live queue."""
+    now = clock.now_ms()
+    head = scan(queue_key(project, name), floor, page_size=PAGE)
+    _sweep(head, lambda record: record.expires <= now, budget, stop_at_live=True)
+
+
+def run(deadline_ms):
+    """One sweep run; returns how many items it deleted."""
+    budget = Budget(deadline_ms)
+    for job in retrying(lambda: list(SweepJob.query(SWEEP_JOBS_KEY, limit=PAGE))):
+        if budget.spent:
+            return budget.deleted
+        if sweep_deleted_queue(job, budget):
+            retrying(job.delete)
+    try:
+        progress = retrying(SweepProgress.get, SWEEP_PROGRESS_KEY, STATE_KEY)
+    except DoesNotExist:
+        progress = SweepProgress(SWEEP_PROGRESS_KEY, STATE_KEY)
+    start = json.loads(progress.queues_from) if progress.queues_from else None
+    page = QueueRecord.scan(limit=PAGE, last_evaluated_key=start, page_size=PAGE)
+    for queue in page:
+        if budget.spent:
+            return budget.deleted
+        sweep_queue_head(queue.project, queue.name, int(queue.floor or 0), budget)
+        claims.settle_timers(queue_key(queue.project, queue.name), int(queue.floor or 0))
+    last = page.last_evaluated_key
+    progress.queues_from = json.dumps(last) if last else None
+    retrying(progress.save)
+    return budget.deleted
