@@ -27,7 +27,10 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+
+from chalice.utils import to_cfn_resource_name
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 MERGE_TEMPLATE = Path(__file__).resolve().parent / "resources.json"
@@ -54,17 +57,11 @@ STREAM_EVENT_SETTINGS = {
     "DestinationConfig": {"OnFailure": {
         "Type": "SQS", "Destination": {"Fn::GetAtt": [STREAM_FAILURE_QUEUE, "Arn"]}}},
 }
-# Only new messages feed notifications: claims, timers, the queue state item,
-# updates and deletions (TTL ones included) never reach the function.
-STREAM_FILTERS = {
-    "MessagesTable": {"eventName": ["INSERT"],
-                      "dynamodb": {"NewImage": {"sk": {"S": [{"prefix": "m#"}]}}}},
-}
 STREAM_READ_ACTIONS = {"dynamodb:DescribeStream", "dynamodb:GetRecords",
                        "dynamodb:GetShardIterator", "dynamodb:ListStreams"}
 WEBSOCKET_API = "WebsocketAPI"
 
-ARN = re.compile(r"^arn:aws:(?P<service>[^:]+):(?P<region>[^:]*):(?P<account>[^:]*):(?P<resource>.+)$")
+ARN = re.compile(r"^arn:aws:(?P<service>[^:]+):[^:]*:[^:]*:(?P<resource>.+)$")
 TABLE_RESOURCE = re.compile(r"^table/(?P<name>[^/]+)(?P<rest>/.*)?$")
 
 
@@ -84,23 +81,21 @@ def _vendor_pinned(requirement, cache_dir):
         raise PackagingError(f"pin {requirement!r} with == in requirements.txt")
     target = cache_dir / re.sub(r"[^A-Za-z0-9_.=-]", "_", requirement)
     if not target.is_dir():
-        partial = target.with_name(target.name + ".partial")
-        shutil.rmtree(partial, ignore_errors=True)
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        partial = tempfile.mkdtemp(dir=cache_dir, prefix=".partial-")
         subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
                         "--disable-pip-version-check", "--no-deps", "--no-compile",
-                        "--target", str(partial), requirement], check=True)
-        partial.rename(target)
+                        "--target", partial, requirement], check=True)
+        try:
+            os.rename(partial, target)
+        except OSError:  # a concurrent build got there first
+            shutil.rmtree(partial)
     return target
 
 
 def stage_project(project_dir, stage_dir, cache_dir):
-    """Copy what the Lambda needs into a fresh stage_dir, laid out for Chalice.
-
-    Chalice's own cache of built packages (.chalice/deployments) goes with the
-    old stage_dir: rebuilding takes ~2 s, and old packages would pile up.
-    """
-    shutil.rmtree(stage_dir, ignore_errors=True)
-    (stage_dir / ".chalice").mkdir(parents=True, exist_ok=True)
+    """Copy what the Lambda needs into the empty stage_dir, laid out for Chalice."""
+    (stage_dir / ".chalice").mkdir()
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     shutil.copy2(project_dir / "app.py", stage_dir / "app.py")
     for path in (project_dir / ".chalice").glob("*.json"):  # config, IAM policies
@@ -129,7 +124,8 @@ def stage_project(project_dir, stage_dir, cache_dir):
 def run_chalice_package(stage_dir, stage, out_dir):
     chalice = (shutil.which("chalice", path=str(Path(sys.executable).parent))
                or shutil.which("chalice"))
-    shutil.rmtree(out_dir, ignore_errors=True)
+    for name in ("deployment.zip", "sam.json"):  # no stale output if this fails
+        (out_dir / name).unlink(missing_ok=True)
     environment = dict(os.environ)
     # Chalice needs a region to write ARNs; no credentials are used.
     environment.setdefault("AWS_DEFAULT_REGION", "us-east-1")
@@ -222,11 +218,24 @@ def tighten_policies(resources, table_names, stream_roles):
             policy["PolicyDocument"]["Statement"] = statements
 
 
-def configure_stream_sources(resources, table_names):
+def stream_filters(config, stage):
+    """{function logical id: event patterns} from the `stream_filters` keys of
+    the `lambda_functions` sections of .chalice/config.json (Chalice ignores
+    the key; the stage's section wins over the top-level one)."""
+    filters = {}
+    for section in (config, config.get("stages", {}).get(stage, {})):
+        for name, settings in section.get("lambda_functions", {}).items():
+            if "stream_filters" in settings:
+                filters[to_cfn_resource_name(name)] = settings["stream_filters"]
+    return filters
+
+
+def configure_stream_sources(resources, table_names, filters):
     """Bind each DynamoDB event source to the stack's table stream and set what
     Chalice cannot. Returns the logical ids of the stream handlers' roles."""
     stream_roles = set()
-    for function in _of_type(resources, "AWS::Serverless::Function").values():
+    unused_filters = set(filters)
+    for function_id, function in _of_type(resources, "AWS::Serverless::Function").items():
         for event in function["Properties"].get("Events", {}).values():
             if event["Type"] != "DynamoDB":
                 continue
@@ -236,13 +245,17 @@ def configure_stream_sources(resources, table_names):
                 raise PackagingError(
                     f"stream {event['Properties']['Stream']!r} is not the stream of a "
                     f"table of this stage ({sorted(table_names)})")
-            logical_id = table_names[table["name"]]
-            event["Properties"]["Stream"] = {"Fn::GetAtt": [logical_id, "StreamArn"]}
+            event["Properties"]["Stream"] = {
+                "Fn::GetAtt": [table_names[table["name"]], "StreamArn"]}
             event["Properties"].update(copy.deepcopy(STREAM_EVENT_SETTINGS))
-            if logical_id in STREAM_FILTERS:
-                event["Properties"]["FilterCriteria"] = {
-                    "Filters": [{"Pattern": json.dumps(STREAM_FILTERS[logical_id])}]}
+            if function_id in filters:
+                unused_filters.discard(function_id)
+                event["Properties"]["FilterCriteria"] = {"Filters": [
+                    {"Pattern": json.dumps(pattern)} for pattern in filters[function_id]]}
             stream_roles.add(function["Properties"]["Role"]["Fn::GetAtt"][0])
+    if unused_filters:
+        raise PackagingError(f"stream_filters for {sorted(unused_filters)}, "
+                             "which have no DynamoDB stream handler")
     if stream_roles:
         resources[STREAM_FAILURE_QUEUE] = {
             "Type": "AWS::SQS::Queue",
@@ -251,31 +264,37 @@ def configure_stream_sources(resources, table_names):
     return stream_roles
 
 
-def fix_template(template):
+def fix_template(template, config, stage):
     resources = template["Resources"]
     table_names = wire_table_names(resources)
-    stream_roles = configure_stream_sources(resources, table_names)
+    stream_roles = configure_stream_sources(
+        resources, table_names, stream_filters(config, stage))
     tighten_policies(resources, table_names, stream_roles)
     return template
 
 
 # -- command line -------------------------------------------------------------
 
-def build(stage, out_dir, project_dir=PROJECT_DIR, work_dir=None):
-    """Stage, package and fix up; returns the paths of the zip and template."""
-    work_dir = Path(work_dir or project_dir / "build" / "lambda")
-    stage_dir = work_dir / "stage"
-    stage_project(Path(project_dir), stage_dir, work_dir / "vendored")
-    run_chalice_package(stage_dir, stage, Path(out_dir).resolve())
-    template_path = Path(out_dir) / "sam.json"
+def build(stage, out_dir, project_dir=PROJECT_DIR):
+    """Stage, package and fix up; returns the paths of the zip and template.
+
+    The staging folder is temporary, Chalice's cache of built packages with
+    it (rebuilding takes ~2 s); pip-installed pins are kept in build/vendored.
+    """
+    project_dir, out_dir = Path(project_dir), Path(out_dir).resolve()
+    with tempfile.TemporaryDirectory(prefix="zaqar-package-") as stage_dir:
+        stage_project(project_dir, Path(stage_dir), project_dir / "build" / "vendored")
+        run_chalice_package(Path(stage_dir), stage, out_dir)
+    template_path = out_dir / "sam.json"
     try:
-        template = fix_template(json.loads(template_path.read_text()))
+        config = json.loads((project_dir / ".chalice" / "config.json").read_text())
+        template = fix_template(json.loads(template_path.read_text()), config, stage)
     except PackagingError:
         # Chalice's template is deployable but wrong (dangling names): drop it.
         template_path.unlink()
         raise
     template_path.write_text(json.dumps(template, indent=2) + "\n")
-    return Path(out_dir) / "deployment.zip", template_path
+    return out_dir / "deployment.zip", template_path
 
 
 def main(argv=None):

@@ -1,0 +1,296 @@
+"""The AWS package: what `infra/package.py` builds deploys and runs.
+
+The package is built once per test process (~4 s), like a user would, with a
+region but no credentials, and linted with cfn-lint. The zip is then run in a
+Lambda-like interpreter: the zip's contents plus the runtime's boto3, nothing
+from the dev venv. Select these tests alone with `-m packaging`.
+"""
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from chalicelib.storage.models import (
+    ALL_MODELS, TTL_ATTRIBUTE, ConnectionRecord, MessageRecord, QueueRecord,
+    SubscriptionRecord)
+from local.stage import stage_environment
+
+pytestmark = pytest.mark.packaging
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_SCRIPT = ROOT / "infra" / "package.py"
+BIN = Path(sys.executable).parent
+MAX_ZIP_BYTES = 2 * 1024 * 1024
+TABLES = {QueueRecord: "QueuesTable", MessageRecord: "MessagesTable",
+          SubscriptionRecord: "SubscriptionsTable", ConnectionRecord: "ConnectionsTable"}
+# What the Lambda Python runtime provides besides the standard library.
+RUNTIME_MODULES = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six")
+
+
+def package(project_dir, out_dir, stage="dev"):
+    """Run infra/package.py as a user would: a region, no credentials."""
+    environment = {key: value for key, value in os.environ.items()
+                   if not key.startswith("AWS_")}
+    environment["AWS_DEFAULT_REGION"] = "us-east-1"
+    return subprocess.run(
+        [sys.executable, str(PACKAGE_SCRIPT), "--project-dir", str(project_dir),
+         "--stage", stage, "--out", str(out_dir)],
+        env=environment, capture_output=True, text=True, timeout=120)
+
+
+def cfn_lint(template_path):
+    return subprocess.run([str(BIN / "cfn-lint"), str(template_path)],
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    out_dir = tmp_path_factory.mktemp("package")
+    result = package(ROOT, out_dir)
+    assert result.returncode == 0, result.stderr
+    return out_dir / "deployment.zip", out_dir / "sam.json"
+
+
+@pytest.fixture(scope="module")
+def template(built):
+    return json.loads(built[1].read_text())
+
+
+def test_template_passes_cfn_lint(built):
+    result = cfn_lint(built[1])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("model", ALL_MODELS, ids=lambda model: model.__name__)
+def test_tables_match_the_models(template, model):
+    table = template["Resources"][TABLES[model]]
+    assert table["Type"] == "AWS::DynamoDB::Table"
+    props = table["Properties"]
+    keys = [attribute for attribute in model.get_attributes().values()
+            if attribute.is_hash_key or attribute.is_range_key]
+    assert props["KeySchema"] == [
+        {"AttributeName": key.attr_name, "KeyType": "HASH" if key.is_hash_key else "RANGE"}
+        for key in sorted(keys, key=lambda key: not key.is_hash_key)]
+    assert sorted(props["AttributeDefinitions"], key=str) == sorted(
+        ({"AttributeName": key.attr_name, "AttributeType": key.attr_type} for key in keys),
+        key=str)
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert props["TimeToLiveSpecification"] == {"AttributeName": TTL_ATTRIBUTE, "Enabled": True}
+    assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    stream_view = getattr(model.Meta, "stream_view_type", None)
+    assert props.get("StreamSpecification") == (
+        {"StreamViewType": stream_view} if stream_view else None)
+
+
+def test_functions_use_the_stacks_tables(template):
+    variables = template["Resources"]["APIHandler"]["Properties"]["Environment"]["Variables"]
+    assert {name: variables[name] for name in
+            ("QUEUES_TABLE", "MESSAGES_TABLE", "SUBSCRIPTIONS_TABLE", "CONNECTIONS_TABLE")} == {
+        "QUEUES_TABLE": {"Ref": "QueuesTable"},
+        "MESSAGES_TABLE": {"Ref": "MessagesTable"},
+        "SUBSCRIPTIONS_TABLE": {"Ref": "SubscriptionsTable"},
+        "CONNECTIONS_TABLE": {"Ref": "ConnectionsTable"}}
+
+
+def test_gateway_answers_like_zaqar(template):
+    responses = (template["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]
+                 ["x-amazon-apigateway-gateway-responses"])
+    unknown = responses["MISSING_AUTHENTICATION_TOKEN"]
+    assert unknown["statusCode"] == "404"
+    assert json.loads(unknown["responseTemplates"]["application/json"]) == {
+        "title": "404 Not Found"}
+    failed = responses["DEFAULT_5XX"]
+    assert failed["statusCode"] == "503"
+    body = json.loads(failed["responseTemplates"]["application/json"])
+    assert body["title"] == "Service temporarily unavailable"
+    assert body["description"].endswith(" Please try again in a few seconds.")
+
+
+def test_policy_names_only_the_stacks_tables(template):
+    statements = (template["Resources"]["ApiHandlerRole"]["Properties"]["Policies"][0]
+                  ["PolicyDocument"]["Statement"])
+    tables = next(statement for statement in statements if statement["Sid"] == "Tables")
+    assert {"Fn::Sub": "${MessagesTable.Arn}"} in tables["Resource"]
+    assert all("zaqar-" not in json.dumps(statement) for statement in statements)
+    # The API handler reads no stream, and there is no websocket API yet.
+    assert {statement["Sid"] for statement in statements} == {"Logs", "Tables", "Mail"}
+
+
+def test_zip_is_small_and_holds_the_app(built):
+    zip_path = built[0]
+    assert zip_path.stat().st_size < MAX_ZIP_BYTES
+    names = set(zipfile.ZipFile(zip_path).namelist())
+    for schema in (ROOT / "schemas").glob("*.json"):
+        assert f"schemas/{schema.name}" in names
+    assert "app.py" in names and "chalicelib/validation.py" in names
+    assert "pynamodb/models.py" in names
+    assert not any(name.startswith(("botocore/", "boto3/")) for name in names)
+
+
+PROBE = """
+import json, sys
+sys.path[:0] = sys.argv[1:3]
+import app
+import botocore, jsonschema, pynamodb
+
+
+def call(method, resource, path_parameters=None, body=None):
+    headers = {"Client-ID": "3381af92-2b9e-11e3-b191-71861300734c",
+               "X-Project-ID": "probe", "Content-Type": "application/json"}
+    event = {"httpMethod": method, "path": resource, "headers": headers,
+             "multiValueQueryStringParameters": None, "pathParameters": path_parameters,
+             "stageVariables": None, "body": body, "isBase64Encoded": False,
+             "requestContext": {"httpMethod": method, "resourcePath": resource,
+                                "stage": "dev", "requestId": "probe", "apiId": "probe",
+                                "identity": {"sourceIp": "127.0.0.1"}}}
+    response = app.app(event, None)
+    return {"status": response["statusCode"], "body": response["body"]}
+
+
+print(json.dumps({
+    "origins": {module.__name__: module.__file__
+                for module in (app, botocore, jsonschema, pynamodb)},
+    "versions": call("GET", "/"),
+    "bad_metadata": call("PUT", "/v2/queues/{queue_name}", {"queue_name": "probe"},
+                         json.dumps({"_default_message_ttl": "soon"})),
+}))
+"""
+
+
+def test_zip_runs_without_the_dev_venv(built, tmp_path):
+    task = tmp_path / "task"
+    zipfile.ZipFile(built[0]).extractall(task)
+    runtime = tmp_path / "runtime"
+    runtime.mkdir()
+    for name in RUNTIME_MODULES:
+        origin = Path(importlib.util.find_spec(name).origin)
+        source = origin.parent if origin.name == "__init__.py" else origin
+        (runtime / source.name).symlink_to(source)
+    environment = dict(stage_environment("dev"), AWS_DEFAULT_REGION="us-east-1",
+                       AWS_REGION="us-east-1")
+    # -I -S: no site-packages, no user site, no PYTHON* variables, no cwd.
+    result = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", PROBE, str(task), str(runtime)],
+        env=environment, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+
+    origins = report["origins"]
+    assert origins["botocore"].startswith(str(runtime))
+    for name in ("app", "jsonschema", "pynamodb"):
+        assert origins[name].startswith(str(task)), origins
+    assert report["versions"]["status"] == 300  # Zaqar's "Multiple Choices"
+    assert json.loads(report["versions"]["body"])["versions"][0]["id"] == "2"
+    # Answered from schemas/queue_metadata.json, found at the zip root.
+    assert report["bad_metadata"]["status"] == 400
+    assert json.loads(report["bad_metadata"]["body"])["description"] == (
+        "_default_message_ttl must be integer.")
+
+
+# -- handlers the app does not have yet: streams and websockets --------------
+
+EVENT_APP = '''
+import os
+from chalice import Chalice
+
+app = Chalice(app_name="events")
+app.experimental_feature_flags.update(["WEBSOCKETS"])
+# Stage variables are set while Chalice packages, so the ARN names the stage's table.
+MESSAGES_STREAM = ("arn:aws:dynamodb:us-east-1:000000000000:table/%s/stream/local"
+                   % os.environ.get("MESSAGES_TABLE"))
+
+
+@app.route("/")
+def index():
+    return {}
+
+
+@app.on_dynamodb_record(stream_arn=MESSAGES_STREAM)
+def notify(event):
+    return {"batchItemFailures": []}
+
+
+@app.on_ws_message()
+def message(event):
+    pass
+'''
+
+
+NEW_MESSAGES_ONLY = {"eventName": ["INSERT"],
+                     "dynamodb": {"NewImage": {"sk": {"S": [{"prefix": "m#"}]}}}}
+
+
+def event_app_project(directory, app_source=EVENT_APP, filtered_handler="notify"):
+    """A project with the real stage config and policy, a stream handler and
+    a websocket handler, and a stream filter for one handler."""
+    directory.mkdir(exist_ok=True)
+    (directory / "app.py").write_text(textwrap.dedent(app_source))
+    shutil.copytree(ROOT / ".chalice", directory / ".chalice",
+                    ignore=shutil.ignore_patterns("deployments", "deployed"))
+    config_path = directory / ".chalice" / "config.json"
+    config = json.loads(config_path.read_text())
+    config.setdefault("lambda_functions", {})[filtered_handler] = {
+        "stream_filters": [NEW_MESSAGES_ONLY]}
+    config_path.write_text(json.dumps(config))
+    return directory
+
+
+@pytest.fixture(scope="module")
+def event_app_template(tmp_path_factory):
+    project = event_app_project(tmp_path_factory.mktemp("events-app"))
+    result = package(project, project / "out", stage="prod")
+    assert result.returncode == 0, result.stderr
+    return project / "out" / "sam.json"
+
+
+def test_stream_handler_is_bound_and_bounded(event_app_template):
+    resources = json.loads(event_app_template.read_text())["Resources"]
+    source = resources["Notify"]["Properties"]["Events"]["NotifyDynamodbEventSource"]
+    settings = source["Properties"]
+    assert settings["Stream"] == {"Fn::GetAtt": ["MessagesTable", "StreamArn"]}
+    assert settings["BisectBatchOnFunctionError"] is True
+    assert settings["MaximumRetryAttempts"] > 0
+    assert settings["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert settings["DestinationConfig"]["OnFailure"]["Destination"] == {
+        "Fn::GetAtt": ["StreamFailureQueue", "Arn"]}
+    assert resources["StreamFailureQueue"]["Type"] == "AWS::SQS::Queue"
+    assert [json.loads(entry["Pattern"]) for entry in settings["FilterCriteria"]["Filters"]] == [
+        NEW_MESSAGES_ONLY]
+
+    def statements(role):
+        return {statement["Sid"]: statement for statement in
+                resources[role]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]}
+    notify = statements("NotifyRole")
+    assert notify["MessageStream"]["Resource"] == [{"Fn::Sub": "${MessagesTable.Arn}/stream/*"}]
+    assert notify["StreamFailures"]["Action"] == "sqs:SendMessage"
+    websocket = statements("WebsocketMessageRole")
+    assert "MessageStream" not in websocket and "StreamFailures" not in websocket
+    assert websocket["WebsocketPush"]["Resource"] == [{"Fn::Sub": (
+        "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:"
+        "${WebsocketAPI}/*/*/@connections/*")}]
+
+
+def test_event_app_template_passes_cfn_lint(event_app_template):
+    result = cfn_lint(event_app_template)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("app_source, filtered_handler, complaint", [
+    (EVENT_APP.replace('% os.environ.get("MESSAGES_TABLE")', '% "zaqar-dev-messages"'),
+     "notify", "'arn:aws:dynamodb:us-east-1:000000000000:table/zaqar-dev-messages/"
+               "stream/local' is not the stream of a table of this stage"),
+    (EVENT_APP, "notfiy", "stream_filters for ['Notfiy'], which have no DynamoDB"),
+], ids=["stream of another stage", "filter for a missing handler"])
+def test_packaging_refuses_misbound_streams(tmp_path, app_source, filtered_handler, complaint):
+    project = event_app_project(tmp_path / "project", app_source, filtered_handler)
+    result = package(project, project / "out", stage="prod")
+    assert result.returncode != 0
+    assert complaint in result.stderr
+    assert not (project / "out" / "sam.json").exists()
