@@ -1,15 +1,40 @@
 """Zaqar's v2 API on AWS Lambda through Chalice.
 
 Routes live in blueprints under chalicelib/rest; each one checks the request,
-calls an action (chalicelib/actions) and shapes the answer.
+calls an action (chalicelib/actions) and shapes the answer. The functions
+below the routes run on a schedule or on the messages table's stream.
 """
-from chalice import Chalice
+from chalice import Chalice, Rate
 
+from chalicelib import clock
 from chalicelib.rest import add_method_fallbacks
 from chalicelib.rest import messages, meta, queues
+from chalicelib.storage import stats, sweeper
+from chalicelib.storage.models import MessageRecord
 
 app = Chalice(app_name="zaqar-serverless")
 app.register_blueprint(meta.bp)
 app.register_blueprint(queues.bp)
 app.register_blueprint(messages.bp)
 add_method_fallbacks(app)
+
+# Chalice freezes the ARN at package time; infra/package.py swaps it for the
+# stack's table stream, and the local runner for the local table's stream.
+MESSAGES_STREAM_ARN = (f"arn:aws:dynamodb:{MessageRecord.Meta.region}:000000000000:"
+                       f"table/{MessageRecord.Meta.table_name}/stream/latest")
+# A sweep stops this long before the Lambda's own deadline.
+SWEEP_MARGIN_MS = 5_000
+
+
+@app.schedule(Rate(1, unit=Rate.MINUTES))
+def sweep(event):
+    """Delete expired messages and deleted queues' leftovers, a bounded batch
+    per run; the next run resumes where this one stopped."""
+    remaining = event.context.get_remaining_time_in_millis()
+    sweeper.run(deadline_ms=clock.now_ms() + remaining - SWEEP_MARGIN_MS)
+
+
+@app.on_dynamodb_record(stream_arn=MESSAGES_STREAM_ARN, batch_size=500)
+def count_messages(event):
+    """Keep each queue's stats counters from the messages table's changes."""
+    stats.apply_stream_records(event.to_dict()["Records"])
