@@ -14,6 +14,8 @@ from botocore.exceptions import ClientError
 from chalice.app import DynamoDBEventConfig, ScheduledEventConfig
 from chalice.local import LambdaContext
 
+from local.event_filters import matches_any
+
 log = logging.getLogger("local.triggers")
 ACCOUNT_ID = "123456789012"
 
@@ -78,6 +80,13 @@ class ScheduleRunner(_Worker):
             log.exception("schedule %s failed", self.source.name)
 
 
+def failed_sequence_numbers(result):
+    """Sequence numbers a handler reported in a partial batch response."""
+    if not isinstance(result, dict):
+        return []
+    return [int(failure["itemIdentifier"]) for failure in result.get("batchItemFailures", [])]
+
+
 def lambda_record(record, source_arn):
     """A DynamoDB Streams record as Lambda delivers it: epoch-second timestamp,
     plus the event source's ARN."""
@@ -93,12 +102,15 @@ class StreamPoller(_Worker):
 
     The ARN the app registered is mapped, by table name, to the local table's
     LatestStreamArn. Call `prime()` before serving requests: iterators taken
-    later would miss the first writes. A failed batch is retried `max_retries`
-    times, then dropped with an error log (AWS's default would block the shard).
+    later would miss the first writes. Records that match none of the
+    function's `stream_filters` are skipped, as Lambda's FilterCriteria do.
+    A failed batch is retried `max_retries`
+    times, then dropped with an error log, as the deployed event source is
+    configured to do (infra/package.py: MaximumRetryAttempts 5).
     """
 
     def __init__(self, app, config, source, dynamodb, streams, interval=0.2,
-                 max_retries=2):
+                 max_retries=5):
         super().__init__(f"stream-{source.name}", interval)
         self.handler = app.handler_map[source.name]
         self.context = lambda_context(config, source.name)
@@ -108,6 +120,10 @@ class StreamPoller(_Worker):
         if "LatestStreamArn" not in table:
             raise RuntimeError(f"table {table['TableName']} has no stream enabled")
         self.stream_arn = table["LatestStreamArn"]
+        # Chalice ignores `stream_filters`; look it up in Chalice's order
+        # (stage's lambda_functions section first), as infra/package.py does.
+        self.filters = config.scope(config.chalice_stage, source.name)._chain_lookup(
+            "stream_filters", varies_per_chalice_stage=True, varies_per_function=True) or []
         self.max_retries = max_retries
         self.iterators = {}  # shard id -> iterator; shards still being read
         self.seen_shards = set()
@@ -167,23 +183,35 @@ class StreamPoller(_Worker):
         return records
 
     def _deliver(self, records):
-        event = {"Records": [lambda_record(record, self.source.stream_arn) for record in records]}
-        for attempt in range(self.max_retries + 1):
+        """Invoke the handler until the batch succeeds, as Lambda does with
+        ReportBatchItemFailures: a reported failure re-delivers the batch from
+        the earliest failed record on."""
+        for attempt in range(1, self.max_retries + 2):
             try:
-                self.handler(event, self.context)
-                return
+                failed = failed_sequence_numbers(
+                    self.handler({"Records": records}, self.context))
             except Exception:
-                log.exception("stream handler %s failed (attempt %d of %d)",
-                              self.source.name, attempt + 1, self.max_retries + 1)
-        log.error("stream handler %s: dropped %d records", self.source.name, len(records))
+                log.exception("stream handler %s failed (attempt %d)", self.source.name, attempt)
+                continue
+            if not failed:
+                return
+            log.warning("stream handler %s reported %d failed records (attempt %d)",
+                        self.source.name, len(failed), attempt)
+            records = [record for record in records
+                       if int(record["dynamodb"]["SequenceNumber"]) >= min(failed)]
+        log.error("stream handler %s: dropped %d records after %d attempts",
+                  self.source.name, len(records), self.max_retries + 1)
 
     def step(self):
         try:
             self._discover_shards()
             for shard_id in list(self.iterators):
-                records = self._read(shard_id)
+                records = [lambda_record(record, self.source.stream_arn)
+                           for record in self._read(shard_id)]
+                wanted = [record for record in records if matches_any(self.filters, record)]
+                if wanted:
+                    self._deliver(wanted)
                 if records:
-                    self._deliver(records)
                     self.delivered[shard_id] = records[-1]["dynamodb"]["SequenceNumber"]
         except Exception:
             log.exception("stream poller %s failed; retrying", self.source.name)

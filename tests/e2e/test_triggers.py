@@ -10,6 +10,7 @@ import pytest
 from chalice import Chalice, Rate
 from chalice.config import Config
 
+from local.event_filters import matches_any
 from local.triggers import start_triggers, stop_triggers
 
 REGION = "us-east-1"
@@ -72,8 +73,8 @@ def tiny_app(table, stream_handler, schedule_handler=None):
 def run_triggers(clients):
     workers = []
 
-    def run(app):
-        config = Config.create(chalice_stage="dev", app_name=app.app_name)
+    def run(app, **settings):
+        config = Config.create(chalice_stage="dev", app_name=app.app_name, **settings)
         workers.extend(start_triggers(app, config, *clients, schedule_interval=0.1,
                                       region=REGION))
     yield run
@@ -112,6 +113,62 @@ def test_a_failed_batch_is_retried(clients, run_triggers):
     run_triggers(app)
     dynamodb.put_item(TableName=table, Item={"k": {"S": "x"}})
     assert wait_for(lambda: received.keys() == ["x"])
+
+
+def test_reported_item_failures_are_delivered_again_from_the_first_failed(
+        clients, run_triggers):
+    dynamodb, _ = clients
+    table = f"t-{uuid.uuid4()}"
+    create_streamed_table(dynamodb, table)
+    batches = []
+
+    def handler(event):
+        keys = [record.keys["k"]["S"] for record in event]
+        batches.append(keys)
+        if "b" in keys and sum(batch.count("b") for batch in batches) == 1:
+            failed = next(record for record in event if record.keys["k"]["S"] == "b")
+            return {"batchItemFailures": [{"itemIdentifier": failed.sequence_number}]}
+        return None
+
+    app, _ = tiny_app(table, handler)
+    run_triggers(app)
+    for key in ("a", "b", "c"):
+        dynamodb.put_item(TableName=table, Item={"k": {"S": key}})
+    assert wait_for(lambda: sum(batch.count("c") for batch in batches) >= 1
+                    and sum(batch.count("b") for batch in batches) == 2)
+    assert sum(batch.count("a") for batch in batches) == 1
+    first, retry = [batch for batch in batches if "b" in batch]
+    assert retry == first[first.index("b"):]
+
+
+def test_stream_filters_keep_records_from_the_handler(clients, run_triggers):
+    dynamodb, _ = clients
+    table = f"t-{uuid.uuid4()}"
+    create_streamed_table(dynamodb, table)
+    received = Recorder()
+    app, _ = tiny_app(table, received.handle)
+    run_triggers(app, stream_filters=[
+        {"eventName": ["INSERT"], "dynamodb": {"Keys": {"k": {"S": [{"prefix": "m#"}]}}}}])
+    for key in ("s", "m#1", "c#1", "m#2"):
+        dynamodb.put_item(TableName=table, Item={"k": {"S": key}})
+    dynamodb.put_item(TableName=table, Item={"k": {"S": "m#1"}, "v": {"N": "1"}})  # MODIFY
+    assert wait_for(lambda: received.keys() == ["m#1", "m#2"])
+    time.sleep(0.5)
+    assert received.keys() == ["m#1", "m#2"]
+
+
+@pytest.mark.parametrize("pattern, record, expected", [
+    ({"a": [{"exists": False}]}, {"b": 1}, True),
+    ({"a": [{"exists": False}]}, {"a": 1}, False),
+    ({"a": [{"anything-but": ["x", "y"]}]}, {"a": "z"}, True),
+    ({"a": [{"anything-but": {"prefix": "x"}}]}, {"a": "xz"}, False),
+    ({"a": [{"numeric": [">", 1, "<=", 5]}]}, {"a": 5}, True),
+    ({"a": [{"numeric": [">", 1, "<=", 5]}]}, {"a": 6}, False),
+    ({"a": ["x", "y"]}, {"a": ["q", "y"]}, True),
+    ({"a": {"b": ["x"]}}, {"a": "x"}, False),
+])
+def test_filter_matchers(pattern, record, expected):
+    assert matches_any([pattern], record) is expected
 
 
 def test_schedules_fire_at_the_local_interval(clients, run_triggers):
