@@ -1,0 +1,162 @@
+"""Message lifecycle in storage: delays, dead-letter moves, stream-fed stats,
+the sweeper and deleted queues. Time moves by a controllable clock, never by
+sleeping."""
+import json
+import time
+from unittest import mock
+
+import boto3
+import pytest
+
+from conftest import PROJECT, headers
+
+from chalicelib.storage import claims, listing, messages, queues, stats, sweeper
+from chalicelib.storage.models import MessageRecord, queue_key
+
+
+class Clock:
+    """Stands in for chalicelib.clock.now_ms; tests move it forward."""
+
+    def __init__(self):
+        self.now = int(time.time() * 1000)
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, seconds):
+        self.now += int(seconds * 1000)
+
+
+@pytest.fixture
+def clock(aws):
+    fake = Clock()
+    with mock.patch("chalicelib.clock.now_ms", fake):
+        yield fake
+
+
+def post(queue, bodies, ttl=300, delay=0, project=PROJECT):
+    queues.create(project, queue, {}) if queues.get_metadata(project, queue) is None else None
+    batch = [{"body": body, "ttl": ttl, **({"delay": delay} if delay else {})}
+             for body in bodies]
+    return messages.post(project, queue, batch, client_id="producer")
+
+
+def claim(queue, limit=10, ttl=60, dead_letter=None, project=PROJECT):
+    _, floor = queues.get_with_floor(project, queue)
+    return claims.create(project, queue, floor, ttl=ttl, grace=60, limit=limit,
+                         dead_letter=dead_letter)
+
+
+def free_bodies(queue, project=PROJECT):
+    _, floor = queues.get_with_floor(project, queue)
+    found, _ = listing.list_messages(project, queue, floor, limit=20)
+    return [message.body for message in found]
+
+
+def stored_message_count(queue, project=PROJECT):
+    return sum(1 for item in MessageRecord.query(queue_key(project, queue))
+               if item.sk.startswith("m#"))
+
+
+def test_delayed_messages_are_held_until_their_delay_ends(clock):
+    post("dq", ["later"], delay=30)
+    post("dq", ["now"])
+    _, taken = claim("dq")
+    assert [m.body for m in taken] == ["now"]
+    clock.advance(31)
+    _, taken = claim("dq")
+    assert [m.body for m in taken] == ["later"]
+
+
+def test_message_claimed_max_times_moves_to_the_dead_letter_queue(clock):
+    post("work", ["poison"])
+    dead_letter = claims.DeadLetter(PROJECT, "dead", max_claims=2, ttl=120)
+    for _ in range(2):
+        claim_id, taken = claim("work", dead_letter=dead_letter)
+        assert [m.body for m in taken] == ["poison"]
+        claims.release(PROJECT, "work", claim_id)
+    _, taken = claim("work", dead_letter=dead_letter)
+    assert taken == []
+    assert free_bodies("work") == []
+    # Visible in the dead-letter queue at once, not hidden under a claim.
+    assert free_bodies("dead") == ["poison"]
+    _, floor = queues.get_with_floor(PROJECT, "dead")
+    moved, _ = listing.list_messages(PROJECT, "dead", floor)
+    assert moved[0].ttl == 120 and moved[0].claim_count == 2
+    assert stored_message_count("work") == 0
+
+
+def test_every_claim_counts_towards_the_dead_letter_limit(clock):
+    post("work", ["m"])
+    dead_letter = claims.DeadLetter(PROJECT, "dead", max_claims=3)
+    for expected in (1, 2, 3):
+        claim_id, taken = claim("work", dead_letter=dead_letter)
+        assert taken[0].claim_count == expected
+        clock.advance(61)  # the claim expires instead of being released
+    assert claim("work", dead_letter=dead_letter)[1] == []
+    assert free_bodies("dead") == ["m"]
+
+
+def test_sweep_deletes_expired_messages_in_bounded_resumable_runs(clock):
+    post("old", [f"m{i}" for i in range(60)], ttl=60)
+    post("old", ["fresh"], ttl=3600)
+    clock.advance(61)
+    # A run whose deadline has passed still makes progress: one batch.
+    first = sweeper.run(deadline_ms=clock.now)
+    assert 0 < first < 60
+    total = first
+    while stored_message_count("old") > 1:
+        total += sweeper.run(deadline_ms=clock.now + 10_000)
+    assert total == 60
+    assert free_bodies("old") == ["fresh"]
+
+
+def test_deleting_a_queue_hides_its_messages_and_the_sweep_removes_them(client, clock):
+    post("gone", ["old-1", "old-2"])
+    claim("gone", limit=1)
+    assert client.http.delete("/v2/queues/gone", headers=headers()).status_code == 204
+    assert client.http.put("/v2/queues/gone", headers=headers()).status_code == 201
+    post("gone", ["new"])
+    assert free_bodies("gone") == ["new"]
+    sweeper.run(deadline_ms=clock.now + 10_000)
+    remaining = [json.loads(item.body) for item in MessageRecord.query(queue_key(PROJECT, "gone"))
+                 if item.sk.startswith("m#")]
+    assert remaining == ["new"]
+
+
+def test_purge_removes_every_message_at_once(clock):
+    post("p", ["a", "b", "c"])
+    claim("p", limit=1)
+    messages.purge(PROJECT, "p")
+    assert free_bodies("p") == []
+    assert claim("p")[1] == []
+    post("p", ["d"])
+    assert free_bodies("p") == ["d"]
+
+
+def stream_records():
+    """Every record of the messages table's stream so far (moto)."""
+    table = MessageRecord.Meta.table_name
+    arn = boto3.client("dynamodb").describe_table(TableName=table)["Table"]["LatestStreamArn"]
+    streams = boto3.client("dynamodbstreams")
+    records = []
+    for shard in streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]:
+        iterator = streams.get_shard_iterator(
+            StreamArn=arn, ShardId=shard["ShardId"],
+            ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        records += streams.get_records(ShardIterator=iterator)["Records"]
+    return records
+
+
+def test_stats_follow_the_stream(clock):
+    ids = post("s", [1, 2, 3, 4, 5])
+    post("s", [6], delay=60)
+    claim_id, _ = claim("s", limit=2)
+    messages.delete(PROJECT, "s", ids[0], claim_id)
+    stats.apply_stream_records(stream_records())
+    counts, oldest, newest = stats.queue_stats(PROJECT, "s", 0)
+    assert counts == {"claimed": 1, "delayed": 1, "free": 3, "total": 5}
+    assert json.loads(oldest.body) == 2 and json.loads(newest.body) == 6
+    clock.advance(3 * 60)  # the claim and the delay are long over
+    counts, _, _ = stats.queue_stats(PROJECT, "s", 0)
+    assert counts == {"claimed": 0, "delayed": 0, "free": 5, "total": 5}
