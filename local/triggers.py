@@ -6,6 +6,7 @@ Both work from what the app registered (`app.event_sources`, handlers in
 handlers run locally without touching this file.
 """
 import datetime
+import functools
 import logging
 import threading
 import uuid
@@ -20,12 +21,14 @@ log = logging.getLogger("local.triggers")
 ACCOUNT_ID = "123456789012"
 
 
-def lambda_context(config, name):
-    """A Lambda context with the function's configured name, memory and timeout."""
+def context_factory(config, name):
+    """Makes a fresh Lambda context per invocation (its remaining time counts
+    from its creation), with the function's configured name, memory and timeout."""
     scoped = config.scope(config.chalice_stage, name)
-    return LambdaContext(function_name=f"{config.app_name}-{config.chalice_stage}-{name}",
-                         memory_size=scoped.lambda_memory_size or 128,
-                         max_runtime_ms=(scoped.lambda_timeout or 60) * 1000)
+    return functools.partial(
+        LambdaContext, function_name=f"{config.app_name}-{config.chalice_stage}-{name}",
+        memory_size=scoped.lambda_memory_size or 128,
+        max_runtime_ms=(scoped.lambda_timeout or 60) * 1000)
 
 
 def table_name_of(stream_arn):
@@ -61,7 +64,7 @@ class ScheduleRunner(_Worker):
     def __init__(self, app, config, source, interval, region):
         super().__init__(f"schedule-{source.name}", interval)
         self.handler = app.handler_map[source.name]
-        self.context = lambda_context(config, source.name)
+        self.new_context = context_factory(config, source.name)
         self.source = source
         self.region = region
 
@@ -75,7 +78,7 @@ class ScheduleRunner(_Worker):
 
     def step(self):
         try:
-            self.handler(self.event(), self.context)
+            self.handler(self.event(), self.new_context())
         except Exception:
             log.exception("schedule %s failed", self.source.name)
 
@@ -113,7 +116,7 @@ class StreamPoller(_Worker):
                  max_retries=5):
         super().__init__(f"stream-{source.name}", interval)
         self.handler = app.handler_map[source.name]
-        self.context = lambda_context(config, source.name)
+        self.new_context = context_factory(config, source.name)
         self.source = source
         self.streams = streams
         table = dynamodb.describe_table(TableName=table_name_of(source.stream_arn))["Table"]
@@ -189,7 +192,7 @@ class StreamPoller(_Worker):
         for attempt in range(1, self.max_retries + 2):
             try:
                 failed = failed_sequence_numbers(
-                    self.handler({"Records": records}, self.context))
+                    self.handler({"Records": records}, self.new_context()))
             except Exception:
                 log.exception("stream handler %s failed (attempt %d)", self.source.name, attempt)
                 continue

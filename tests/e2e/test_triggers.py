@@ -176,8 +176,16 @@ def test_schedules_fire_at_the_local_interval(clients, run_triggers):
     table = f"t-{uuid.uuid4()}"
     create_streamed_table(dynamodb, table)
     fired = []
-    app, _ = tiny_app(table, Recorder().handle, schedule_handler=fired.append)
-    run_triggers(app)
-    assert wait_for(lambda: len(fired) >= 3, timeout=5)
-    assert fired[0].detail_type == "Scheduled Event"
-    assert fired[0].resources[0].endswith(":rule/append")
+
+    def sweep(event):
+        fired.append((event, event.context.get_remaining_time_in_millis()))
+
+    app, _ = tiny_app(table, Recorder().handle, schedule_handler=sweep)
+    run_triggers(app, lambda_timeout=1)
+    assert wait_for(lambda: len(fired) >= 12, timeout=10)  # past the 1 s timeout
+    event, remaining_ms = fired[-1]
+    assert event.detail_type == "Scheduled Event"
+    assert event.resources[0].endswith(":rule/sweep")
+    # Each run gets a fresh context: the whole timeout is left at its start.
+    assert 900 < remaining_ms <= 1000
+    assert event.context.aws_request_id != fired[0][0].context.aws_request_id
