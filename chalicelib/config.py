@@ -37,6 +37,19 @@ class Settings:
     max_claim_ttl: int = 43200
     max_claim_grace: int = 43200
     default_subscription_ttl: int = 3600
+    # Notifications.
+    require_confirmation: bool = False
+    max_notifier_workers: int = 10  # deliveries in flight per function call
+    webhook_timeout: int = 5  # seconds to connect, and to wait for each read
+    # Non-public networks webhooks may reach, as comma-separated CIDRs. None
+    # by default: a subscriber must not make the service call into its own
+    # network (metadata endpoints, private services).
+    webhook_allowed_networks: str = ""
+    ses_from_address: str = ""  # a verified SES identity; mail's default From
+    ses_region: str = ""  # default: the function's own region
+    external_confirmation_url: str = ""  # the page mail confirmations link to
+    # Signed URLs: the HMAC key. Without it no confirmation can be signed.
+    signed_url_secret_key: str = ""
 
 
 _TRUE = {"1", "true", "yes", "on", "t", "y"}
