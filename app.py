@@ -37,4 +37,5 @@ def sweep(event):
 @app.on_dynamodb_record(stream_arn=MESSAGES_STREAM_ARN, batch_size=500)
 def count_messages(event):
     """Keep each queue's stats counters from the messages table's changes."""
-    stats.apply_stream_records(event.to_dict()["Records"])
+    failed = stats.apply_stream_records(event.to_dict()["Records"])
+    return {"batchItemFailures": [{"itemIdentifier": sequence} for sequence in failed]}

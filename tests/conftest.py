@@ -27,6 +27,11 @@ import moto  # noqa: E402
 import pytest  # noqa: E402
 from chalice.test import Client  # noqa: E402
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "packaging: builds the AWS package (~15 s); select with -m packaging")
+
+
 CLIENT_ID = "3381af92-2b9e-11e3-b191-71861300734c"
 PROJECT = "test-project"
 

@@ -11,6 +11,7 @@ stream (a second or so), a hold is counted until the end of the minute it
 ends in, and expired messages count as free until the sweeper or TTL removes
 them (Zaqar's MongoDB driver does the same).
 """
+import logging
 from collections import defaultdict
 
 from chalicelib import clock
@@ -21,6 +22,7 @@ from chalicelib.storage.models import (
 from chalicelib.storage.retry import retrying
 
 MINUTE_MS = 60_000
+log = logging.getLogger("zaqar.stats")
 
 
 def _number(image, name):
@@ -37,43 +39,28 @@ def _hold_bucket(image):
     return f"{kind}{ends // MINUTE_MS}"
 
 
-def changes_by_queue(records, floor_of):
-    """Fold stream records into counter deltas per queue partition.
-
-    `floor_of(pq)` gives the floor of the queue's current incarnation (None if
-    it is gone): changes to what a deleted queue left behind count nowhere.
-    """
-    deltas = defaultdict(lambda: defaultdict(int))
+def _deltas(records, floor):
+    """Fold one queue's stream records into counter deltas. Changes to what a
+    deleted incarnation left behind (positions below `floor`) count nowhere."""
+    deltas = defaultdict(int)
     for record in records:
-        data = record.get("dynamodb", {})
-        keys = data.get("Keys", {})
-        sort_key = keys.get("sk", {}).get("S", "")
-        if not sort_key.startswith(MESSAGE_PREFIX):
-            continue
-        pq = keys["pq"]["S"]
-        floor = floor_of(pq)
-        if floor is None or int(sort_key[len(MESSAGE_PREFIX):], 16) < floor:
+        data = record["dynamodb"]
+        if int(data["Keys"]["sk"]["S"][len(MESSAGE_PREFIX):], 16) < floor:
             continue
         event = record.get("eventName")
         old, new = data.get("OldImage"), data.get("NewImage")
         if event == "INSERT":
-            deltas[pq]["total"] += 1
+            deltas["tot"] += 1
         elif event == "REMOVE":
-            deltas[pq]["total"] -= 1
+            deltas["tot"] -= 1
         old_bucket = _hold_bucket(old) if event != "INSERT" else None
         new_bucket = _hold_bucket(new) if event != "REMOVE" else None
         if old_bucket != new_bucket:
             if old_bucket:
-                deltas[pq][old_bucket] -= 1
+                deltas[old_bucket] -= 1
             if new_bucket:
-                deltas[pq][new_bucket] += 1
-    return deltas
-
-
-def _floor_of(pq):
-    project, _, queue = pq.rpartition("/")
-    _, floor = queue_store.get_with_floor(project, queue)
-    return floor
+                deltas[new_bucket] += 1
+    return {name: delta for name, delta in deltas.items() if delta}
 
 
 def _table():
@@ -83,47 +70,84 @@ def _table():
 
 
 def _load(pq):
-    """(total, {bucket: count}) from the queue's stats item."""
+    """The queue's stats item as {attribute: value} (numbers as int)."""
     client, table = _table()
     item = retrying(client.get_item, TableName=table, ConsistentRead=True,
                     Key={"pq": {"S": pq}, "sk": {"S": STATS_KEY}}).get("Item", {})
-    holds = {name: int(value["N"]) for name, value in item.items()
-             if name[:2] in ("hc", "hd") and name[2:].isdigit()}
-    return int(item.get("tot", {"N": "0"})["N"]), holds
+    return {name: int(value["N"]) if "N" in value else value.get("S")
+            for name, value in item.items() if name not in ("pq", "sk")}
+
+
+def _holds(item):
+    return {name: count for name, count in item.items()
+            if name[:2] in ("hc", "hd") and name[2:].isdigit()}
+
+
+def _apply_queue(pq, records, floor, now_minute):
+    """Apply one queue's records with one conditional update.
+
+    The item remembers the last sequence number applied (`sq`), so a retried
+    batch skips what it already counted, and the update only lands if no other
+    writer applied records in between.
+    """
+    client, table = _table()
+    item = _load(pq)
+    applied = int(item.get("sq") or 0)
+    fresh = [r for r in records if int(r["dynamodb"]["SequenceNumber"]) > applied]
+    if not fresh:
+        return
+    deltas = _deltas(fresh, floor)
+    # Buckets of minutes gone by count nothing any more: drop them.
+    stale = [name for name in _holds(item) if int(name[2:]) < now_minute
+             and name not in deltas]
+    names = {"#sq": "sq"}
+    values = {":sq": {"S": fresh[-1]["dynamodb"]["SequenceNumber"]}}
+    adds = []
+    for index, (name, delta) in enumerate(deltas.items()):
+        names[f"#a{index}"] = name
+        values[f":a{index}"] = {"N": str(delta)}
+        adds.append(f"#a{index} :a{index}")
+    expression = "SET #sq = :sq"
+    if adds:
+        expression += " ADD " + ", ".join(adds)
+    if stale:
+        names.update({f"#r{index}": name for index, name in enumerate(stale)})
+        expression += " REMOVE " + ", ".join(f"#r{index}" for index in range(len(stale)))
+    if "sq" in item:
+        condition = "#sq = :read"
+        values[":read"] = {"S": item["sq"]}
+    else:
+        condition = "attribute_not_exists(#sq)"
+    retrying(client.update_item, TableName=table,
+             Key={"pq": {"S": pq}, "sk": {"S": STATS_KEY}},
+             UpdateExpression=expression, ConditionExpression=condition,
+             ExpressionAttributeNames=names, ExpressionAttributeValues=values)
 
 
 def apply_stream_records(records):
-    """One counter update per queue touched by this batch of stream records."""
-    client, table = _table()
+    """Fold a batch of stream records into each queue's counters.
+
+    Returns the sequence numbers of the first record of each queue whose
+    update failed, for Lambda's partial batch response: Lambda resumes from the
+    earliest, and what was applied already is skipped then.
+    """
+    by_queue = defaultdict(list)
+    for record in records:
+        keys = record.get("dynamodb", {}).get("Keys", {})
+        if keys.get("sk", {}).get("S", "").startswith(MESSAGE_PREFIX):
+            by_queue[keys["pq"]["S"]].append(record)
     now_minute = clock.now_ms() // MINUTE_MS
-    floors = {}
-
-    def floor_of(pq):
-        if pq not in floors:
-            floors[pq] = _floor_of(pq)
-        return floors[pq]
-
-    for pq, deltas in changes_by_queue(records, floor_of).items():
-        _, holds = _load(pq)
-        # Buckets of minutes gone by count nothing any more: drop them.
-        stale = [name for name in holds if int(name[2:]) < now_minute
-                 and name not in deltas]
-        changed = [(name, delta) for name, delta in deltas.items() if delta]
-        if not changed and not stale:
-            continue
-        names = {f"#a{i}": ("tot" if name == "total" else name)
-                 for i, (name, _) in enumerate(changed)}
-        names.update({f"#r{i}": name for i, name in enumerate(stale)})
-        values = {f":a{i}": {"N": str(delta)} for i, (_, delta) in enumerate(changed)}
-        clauses = []
-        if changed:
-            clauses.append("ADD " + ", ".join(f"#a{i} :a{i}" for i in range(len(changed))))
-        if stale:
-            clauses.append("REMOVE " + ", ".join(f"#r{i}" for i in range(len(stale))))
-        retrying(client.update_item, TableName=table,
-                 Key={"pq": {"S": pq}, "sk": {"S": STATS_KEY}},
-                 UpdateExpression=" ".join(clauses), ExpressionAttributeNames=names,
-                 **({"ExpressionAttributeValues": values} if values else {}))
+    failed = []
+    for pq, queue_records in by_queue.items():
+        project, _, queue = pq.rpartition("/")
+        try:
+            _, floor = queue_store.get_with_floor(project, queue)
+            if floor is not None:
+                _apply_queue(pq, queue_records, floor, now_minute)
+        except Exception:  # the others still count; this queue is retried
+            log.exception("stats of %s not updated", pq)
+            failed.append(queue_records[0]["dynamodb"]["SequenceNumber"])
+    return failed
 
 
 def _edge_message(pq, floor, now, newest):
@@ -148,8 +172,9 @@ def queue_stats(project, queue, floor):
     newest message records."""
     pq = queue_key(project, queue)
     now = clock.now_ms()
-    total, holds = _load(pq)
-    live = {name: count for name, count in holds.items()
+    item = _load(pq)
+    total = item.get("tot", 0)
+    live = {name: count for name, count in _holds(item).items()
             if (int(name[2:]) + 1) * MINUTE_MS > now}
     claimed = max(0, sum(c for n, c in live.items() if n.startswith("hc")))
     delayed = max(0, sum(c for n, c in live.items() if n.startswith("hd")))
