@@ -6,10 +6,12 @@ two extensions that jsonschema itself ignores:
     value (so limits follow the stage's configuration);
   * "x-error" (or "x-error-<keyword>", which wins for that keyword): the
     description to answer when the value fails there, formatted with the
-    settings, e.g. "may not exceed {max_message_ttl} seconds".
+    settings, e.g. "may not exceed {max_message_ttl} seconds", and with
+    {value} and {key} (the failing value and the member holding it).
 """
 import functools
 import json
+import math
 import re
 import uuid
 from dataclasses import asdict, dataclass
@@ -20,12 +22,13 @@ import jsonschema
 from chalicelib.errors import BadRequest, InvalidBody, InvalidParameter
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
-QUEUE_NAME = re.compile(r"^[a-zA-Z0-9_\-.]+$")
+QUEUE_NAME = re.compile(r"[a-zA-Z0-9_\-.]+")  # used with fullmatch: no "\n" at the end
 QUEUE_NAME_MAX = 64
 PROJECT_ID_MAX = 256
 INT64 = (-2 ** 63, 2 ** 63 - 1)
-TRUE_WORDS = {"true", "t", "yes", "y", "1", "on"}
-FALSE_WORDS = {"false", "f", "no", "n", "0", "off"}
+# Falcon's words, case included: Zaqar answers 400 to "TRUE" or "No".
+TRUE_WORDS = {"true", "True", "t", "yes", "y", "1", "on"}
+FALSE_WORDS = {"false", "False", "f", "no", "n", "0", "off"}
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,18 @@ def _bounded_int(text):
     return value
 
 
+def _finite_float(text):
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError("number out of range")
+    return value
+
+
+def _no_constant(name):
+    # NaN and Infinity are not JSON; stored, they would make our answers invalid.
+    raise ValueError(f"{name} is not JSON")
+
+
 def parse_json(raw, required=True):
     """Parse a request body; the top level must be an object or an array.
 
@@ -56,7 +71,8 @@ def parse_json(raw, required=True):
             raise InvalidBody("Request body can not be empty")
         return None
     try:
-        document = json.loads(raw, parse_int=_bounded_int)
+        document = json.loads(raw, parse_int=_bounded_int, parse_float=_finite_float,
+                              parse_constant=_no_constant)
     except InvalidBody:
         raise
     except (ValueError, UnicodeDecodeError):
@@ -76,36 +92,53 @@ def _resolve(node, values):
     return node
 
 
+def _is_integer(checker, instance):
+    # Zaqar checks isinstance(value, int): 60.0 is not an integer there.
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+_Validator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", _is_integer))
+
+
 @functools.lru_cache(maxsize=64)
 def _validator(name, settings):
     with open(SCHEMA_DIR / f"{name}.json") as schema_file:
         schema = _resolve(json.load(schema_file), asdict(settings))
-    jsonschema.Draft202012Validator.check_schema(schema)
-    return jsonschema.Draft202012Validator(schema)
+    _Validator.check_schema(schema)
+    return _Validator(schema)
 
 
 def _describe(error, settings):
+    """The schema's description of a failure; besides the settings it may name
+    {value} (the failing value) and {key} (the member holding it)."""
     schema = error.schema if isinstance(error.schema, dict) else {}
     text = schema.get(f"x-error-{error.validator}", schema.get("x-error"))
-    return text.format(**asdict(settings)) if text else error.message
+    if not text:
+        return error.message
+    key = error.absolute_path[-1] if error.absolute_path else ""
+    return text.format(value=error.instance, key=key, **asdict(settings))
 
 
-def validate(name, document, settings):
-    """Check `document` against schemas/<name>.json; BadRequest on failure.
+def validate(name, document, settings, error=BadRequest):
+    """Check `document` against schemas/<name>.json; `error` on failure.
 
     Of several failures the shallowest is reported, so a wrong container type
     is named before anything inside it.
     """
     errors = sorted(_validator(name, settings).iter_errors(document),
-                    key=lambda error: (len(error.absolute_path), str(error.absolute_path)))
+                    key=lambda failure: (len(failure.absolute_path),
+                                         str(failure.absolute_path)))
     if errors:
-        raise BadRequest(_describe(errors[0], settings))
+        raise error(_describe(errors[0], settings))
 
 
 # -- headers ----------------------------------------------------------------
 
 def check_client_id(client_id, settings):
-    if client_id is None or client_id == "":
+    if client_id is None:
         raise BadRequest('The "Client-Id" header is required.',
                          title="Missing header value")
     if settings.client_id_uuid_safe == "off":
@@ -135,7 +168,7 @@ def check_project(project):
 
 
 def check_queue_name(name, kind="queue"):
-    if len(name) > QUEUE_NAME_MAX or not QUEUE_NAME.match(name) or not name.isascii():
+    if len(name) > QUEUE_NAME_MAX or not QUEUE_NAME.fullmatch(name):
         raise BadRequest(
             f"The format of the submitted {kind} name or project id is not valid.",
             title=f"Invalid {kind} identification")
@@ -162,18 +195,28 @@ def _last(params, name):
     return value[-1] if isinstance(value, list) else value
 
 
+def _invalid_parameter(name, why):
+    # Falcon's wording, which Zaqar answers with.
+    return InvalidParameter(f'The "{name}" parameter is invalid. {why}')
+
+
+def param_text(params, name):
+    """The parameter's (last) value; None when absent or blank."""
+    value = _last(params, name)
+    return None if value is None or value == "" else str(value)
+
+
 def param_bool(params, name, default=False):
     value = _last(params, name)
     if value is None or value == "":
         return default
     if isinstance(value, bool):
         return value
-    word = str(value).strip().lower()
-    if word in TRUE_WORDS:
+    if str(value) in TRUE_WORDS:
         return True
-    if word in FALSE_WORDS:
+    if str(value) in FALSE_WORDS:
         return False
-    raise InvalidParameter(f'The value of the "{name}" parameter must be a Boolean.')
+    raise _invalid_parameter(name, 'The value of the parameter must be "true" or "false".')
 
 
 def param_int(params, name, default=None):
@@ -181,11 +224,11 @@ def param_int(params, name, default=None):
     if value is None or value == "":
         return default
     if isinstance(value, bool):
-        raise InvalidParameter(f'The value of the "{name}" parameter must be an integer.')
+        raise _invalid_parameter(name, "The value must be an integer.")
     try:
         return int(value)
     except (TypeError, ValueError):
-        raise InvalidParameter(f'The value of the "{name}" parameter must be an integer.')
+        raise _invalid_parameter(name, "The value must be an integer.")
 
 
 def param_list(params, name):

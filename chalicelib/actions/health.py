@@ -1,17 +1,20 @@
 """Ping and the admin health report."""
+import dataclasses
 import time
 import uuid
 
-from botocore.exceptions import BotoCoreError
+from botocore.exceptions import BotoCoreError, ClientError
 from pynamodb.exceptions import PynamoDBException
 
+from chalicelib.actions import queues
+from chalicelib.errors import ServiceUnavailable
 from chalicelib.storage import queues as queue_store
 
 
 def storage_reachable():
     try:
         queue_store.get_metadata("-", "ping")
-    except (PynamoDBException, BotoCoreError):
+    except (PynamoDBException, BotoCoreError, ClientError, ServiceUnavailable):
         return False
     return True
 
@@ -28,11 +31,12 @@ def _timed(operation):
 
 def health(ctx):
     """Storage reachability, and the outcome of real operations on a
-    throw-away queue, as Zaqar's admin health reports them."""
-    from chalicelib.actions import queues
+    throw-away queue, as Zaqar's admin health reports them. The queue lives in
+    a throw-away project, as in Zaqar, so no real project ever lists it."""
+    probe = dataclasses.replace(ctx, project=f"health-{uuid.uuid4().hex}")
     name = f"health-{uuid.uuid4().hex[:12]}"
     status = {
-        "create_queue": _timed(lambda: queues.create(ctx, name, {})),
-        "delete_queue": _timed(lambda: queues.delete(ctx, name)),
+        "create_queue": _timed(lambda: queues.create(probe, name, {})),
+        "delete_queue": _timed(lambda: queues.delete(probe, name)),
     }
     return {"storage_reachable": storage_reachable(), "operation_status": status}

@@ -1,5 +1,5 @@
 """Queue actions, shared by the REST and websocket transports."""
-from chalicelib.errors import BadRequest, Conflict, NotFound
+from chalicelib.errors import BadRequest, Conflict, InvalidBody, NotFound
 from chalicelib.storage import messages as message_store
 from chalicelib.storage import queues as queue_store
 from chalicelib.validation import check_limit, check_queue_name, validate
@@ -15,6 +15,11 @@ RESERVED_DEFAULTS = (
 )
 RESERVED_NAMES = {name for name, _ in RESERVED_DEFAULTS}
 PATCH_MEDIA_TYPE = "application/openstack-messaging-v2.0-json-patch"
+# Zaqar's retry policy defaults, and the smallest backoff span it accepts
+# (two steps of its 5 s linear interval).
+RETRY_MINIMUM_DELAY = 5
+RETRY_MAXIMUM_DELAY = 30
+RETRY_MINIMUM_SPAN = 10
 
 
 def with_defaults(metadata, settings):
@@ -27,12 +32,29 @@ def with_defaults(metadata, settings):
     return shown
 
 
-def check_metadata(metadata, settings):
-    # Zaqar skips the checks of a reserved key whose value is falsy.
-    checked = {key: value for key, value in metadata.items()
-               if not (key.startswith("_") and not value and value is not None)} \
-        if isinstance(metadata, dict) else metadata
-    validate("queue_metadata", checked, settings)
+def _set_values(mapping):
+    # Zaqar skips the checks of a falsy value: it means "unset".
+    return {key: value for key, value in mapping.items() if value}
+
+
+def _check_retry_delays(policy, error):
+    minimum = policy.get("minimum_delay") or RETRY_MINIMUM_DELAY
+    maximum = policy.get("maximum_delay") or RETRY_MAXIMUM_DELAY
+    if maximum < minimum:
+        raise error("minimum_delay must less than maximum_delay.")
+    if maximum - minimum < RETRY_MINIMUM_SPAN:
+        raise error("invalid minimum_delay and maximum_delay.")
+
+
+def check_metadata(metadata, settings, error=BadRequest):
+    """Check the reserved keys of a queue's metadata (a dict)."""
+    reserved = _set_values({key: value for key, value in metadata.items()
+                            if key.startswith("_")})
+    if isinstance(reserved.get("_retry_policy"), dict):
+        reserved["_retry_policy"] = _set_values(reserved["_retry_policy"])
+    validate("queue_metadata", reserved, settings, error=error)
+    if "_retry_policy" in reserved:
+        _check_retry_delays(reserved["_retry_policy"], error)
 
 
 def check_metadata_size(size, settings):
@@ -45,6 +67,8 @@ def create(ctx, name, metadata=None):
     """Create the queue; True if created, False if it existed (unchanged)."""
     check_queue_name(name)
     metadata = {} if metadata is None else metadata
+    if not isinstance(metadata, dict):
+        raise InvalidBody("Document type not supported.")
     check_metadata(metadata, ctx.settings)
     return queue_store.create(ctx.project, name, metadata)
 
@@ -61,20 +85,22 @@ def delete(ctx, name):
     queue_store.delete(ctx.project, name)
 
 
+def _filter_value(text):
+    # A value that looks like an integer is compared as one, as Zaqar does.
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
 def _metadata_matcher(filters):
     if not filters:
         return None
+    wanted = {key: _filter_value(text) for key, text in filters.items()}
 
     def matches(metadata):
-        for key, text in filters.items():
-            value = metadata.get(key)
-            try:
-                wanted = int(text)
-            except ValueError:
-                wanted = text
-            if value != wanted and str(value) != text:
-                return False
-        return True
+        return all(key in metadata and type(metadata[key]) is type(value)
+                   and metadata[key] == value for key, value in wanted.items())
     return matches
 
 
@@ -97,16 +123,24 @@ def list_queues(ctx, marker=None, limit=None, detailed=False, name=None,
 
 
 def _decode_pointer(path):
-    return [part.replace("~1", "/").replace("~0", "~") for part in path[1:].split("/")]
+    # Zaqar strips blanks around each decoded part.
+    return [part.replace("~1", "/").replace("~0", "~").strip()
+            for part in path[1:].split("/")]
+
+
+def _check_roots(operations):
+    # As in Zaqar, the root of a "remove" path is not checked.
+    for operation in operations:
+        root, _ = _decode_pointer(operation["path"])
+        if operation["op"] != "remove" and root.lower() != "metadata":
+            raise InvalidBody("The root of path must be metadata, e.g /metadata/key.")
 
 
 def _apply_patch(operations):
     def change(metadata):
         for operation in operations:
-            root, key = _decode_pointer(operation["path"])
+            _, key = _decode_pointer(operation["path"])
             op = operation["op"]
-            if op != "remove" and root.lower() != "metadata":
-                raise BadRequest("The root of path must be metadata, e.g /metadata/key.")
             if op == "add":
                 metadata[key] = operation["value"]
             elif op == "replace":
@@ -122,19 +156,24 @@ def _apply_patch(operations):
 
 
 def patch(ctx, name, operations):
-    """Apply a JSON-Patch to the metadata; returns it with defaults filled in."""
+    """Apply a JSON-Patch to the metadata; returns it with defaults filled in.
+
+    `operations` is the parsed body, None when the body was empty. As in
+    Zaqar, every failure here is an "Invalid request body".
+    """
     check_queue_name(name)
-    if not operations:
-        raise BadRequest("PATCH body could not be empty for update.")
-    validate("queue_patch", operations, ctx.settings)
+    if operations is None:
+        raise InvalidBody("PATCH body could not be empty for update.")
+    validate("queue_patch", operations, ctx.settings, error=InvalidBody)
+    _check_roots(operations)
     change = _apply_patch(operations)
 
     def change_and_check(metadata):
         updated = change(metadata)
-        check_metadata(updated, ctx.settings)
+        check_metadata(updated, ctx.settings, error=InvalidBody)
         return updated
 
     metadata = queue_store.update_metadata(ctx.project, name, change_and_check)
     if metadata is None:
-        raise NotFound(f"Queue {name} does not exist for project {ctx.project}.")
+        raise NotFound(f"Queue {name} does not exist for project {ctx.project}")
     return with_defaults(metadata, ctx.settings)

@@ -12,7 +12,7 @@ import json
 import logging
 import uuid
 
-from botocore.exceptions import BotoCoreError
+from botocore.exceptions import BotoCoreError, ClientError
 from chalice import Response
 from pynamodb.exceptions import PynamoDBException
 
@@ -24,6 +24,7 @@ from chalicelib.validation import check_queue_name, make_context, parse_json
 log = logging.getLogger("zaqar.rest")
 JSON = "application/json"
 ALL_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+STORAGE_FAILURES = (PynamoDBException, BotoCoreError, ClientError)
 
 
 def respond(status, body=None, headers=None, content_type=JSON):
@@ -37,8 +38,8 @@ def respond(status, body=None, headers=None, content_type=JSON):
 def error_response(error):
     body = error.body()
     if isinstance(error, NotAcceptable):
-        body["link"] = {"text": "Documentation related to this error",
-                        "href": "https://docs.openstack.org/zaqar/latest/",
+        body["link"] = {"text": "14.1 Accept, Hypertext Transfer Protocol -- HTTP/1.1",
+                        "href": "http://www.w3.org/Protocols/rfc2616/rfc2616-sec14.html",
                         "rel": "help"}
     return respond(error.status, body, error.headers)
 
@@ -54,11 +55,13 @@ def _accepts_json(accept):
 
 
 def query_params(request):
-    """Query parameters: a repeated name gives a list, a single one a string."""
+    """Query parameters: a repeated name gives a list, a single one a string.
+    Blank values are dropped, as Zaqar does."""
     params = {}
     for name in (request.query_params or {}):
-        values = request.query_params.getlist(name)
-        params[name] = values[0] if len(values) == 1 else values
+        values = [value for value in request.query_params.getlist(name) if value != ""]
+        if values:
+            params[name] = values[0] if len(values) == 1 else values
     return params
 
 
@@ -84,10 +87,15 @@ class Call:
 def _check_request(request, settings, anonymous):
     content_type = (request.headers.get("content-type") or "").lower()
     if request.raw_body and content_type.startswith("application/x-www-form-urlencoded"):
-        raise BadRequest("Form-encoded bodies are not accepted; send JSON.",
-                         title="Invalid Content-Type")
+        raise BadRequest(
+            "Endpoint does not accept `application/x-www-form-urlencoded` content; "
+            "currently supported media type is `application/json`; specify proper "
+            'client-side media type with the "Content-Type" header.',
+            title="Invalid Content-Type")
     if not _accepts_json(request.headers.get("accept")):
-        raise NotAcceptable("Response content type must be application/json.")
+        raise NotAcceptable(
+            "Endpoint only serves `application/json`; specify client-side media "
+            'type support with the "Accept" header.')
     if anonymous:
         return None
     return make_context(request.headers, settings)
@@ -98,7 +106,6 @@ def handle(view, app_getter, anonymous):
     @functools.wraps(view)
     def wrapper(**path_params):
         request = app_getter().current_request
-        request_id = f"req-{uuid.uuid4()}"
         try:
             settings = get_settings()
             ctx = _check_request(request, settings, anonymous)
@@ -108,15 +115,19 @@ def handle(view, app_getter, anonymous):
             response = view(Call(request, ctx), **path_params)
         except ZaqarError as error:
             response = error_response(error)
-        except (PynamoDBException, BotoCoreError):
+        except STORAGE_FAILURES:
             log.exception("storage failure on %s %s", request.method, request.path)
             response = error_response(ServiceUnavailable())
         except Exception:
             log.exception("unexpected failure on %s %s", request.method, request.path)
             response = error_response(ZaqarError())
-        response.headers["x-openstack-request-id"] = request_id
-        return response
+        return with_request_id(response)
     return wrapper
+
+
+def with_request_id(response):
+    response.headers["x-openstack-request-id"] = f"req-{uuid.uuid4()}"
+    return response
 
 
 def route(blueprint, path, methods, anonymous=False):
@@ -132,15 +143,17 @@ def add_method_fallbacks(app):
     """Answer 405 with Allow for the methods a path lacks, and OPTIONS with
     200 and Allow, as Zaqar does (API Gateway would answer 403 otherwise)."""
     for path, entries in list(app.routes.items()):
-        allowed = [method for method in ALL_METHODS if method in entries]
+        # Sorted, then OPTIONS: the order Zaqar's Allow header shows.
+        allowed = sorted(method for method in ALL_METHODS if method in entries)
         allow = ", ".join(allowed + ["OPTIONS"])
         missing = [method for method in ALL_METHODS if method not in entries]
 
         def not_allowed(allow=allow, **_):
-            return respond(405, {"title": "405 Method Not Allowed"}, {"Allow": allow})
+            return with_request_id(
+                respond(405, {"title": "405 Method Not Allowed"}, {"Allow": allow}))
 
         def options(allow=allow, **_):
-            return respond(200, None, {"Allow": allow})
+            return with_request_id(respond(200, None, {"Allow": allow}))
 
         name = path.strip("/").replace("/", "_").replace("{", "").replace("}", "") or "root"
         if missing:

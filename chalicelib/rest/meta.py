@@ -73,6 +73,18 @@ HOME = {"resources": {
     "rel/ping": _resource("/v2/ping", None, ["GET", "HEAD"], formats=False),
 }}
 ADMIN_RESOURCES = {
+    "rel/pools": _resource("/v2/pools{?detailed,limit,marker}",
+                           {"detailed": "param/detailed", "limit": "param/pool_limit",
+                            "marker": "param/marker"}, ["GET"]),
+    "rel/pool": _resource("/v2/pools/{pool_name}", {"pool_name": "param/pool_name"},
+                          ["GET", "PUT", "PATCH", "DELETE"]),
+    "rel/flavors": _resource("/v2/flavors{?detailed,limit,marker}",
+                             {"detailed": "param/detailed",
+                              "limit": "param/flavor_limit", "marker": "param/marker"},
+                             ["GET"]),
+    "rel/flavor": _resource("/v2/flavors/{flavor_name}",
+                            {"flavor_name": "param/flavor_name"},
+                            ["GET", "PUT", "PATCH", "DELETE"]),
     "rel/health": _resource("/v2/health", None, ["GET"]),
 }
 
@@ -82,8 +94,12 @@ def versions(call):
     return respond(300, VERSIONS)
 
 
-@route(bp, "/v2/", ["GET"])
+# API Gateway routes "/v2/" and "/v2" alike; only the raw path tells them
+# apart, and Zaqar serves the home document at "/v2/" alone.
+@route(bp, "/v2", ["GET"])
 def home(call):
+    if not call.request.context.get("path", "").endswith("/"):
+        raise NotFound(title="404 Not Found")
     document = HOME
     if call.settings.admin_mode:
         document = {"resources": dict(HOME["resources"], **ADMIN_RESOURCES)}
@@ -105,5 +121,5 @@ def health(call):
     if not call.settings.admin_mode:
         raise NotFound(title="404 Not Found")
     if "admin" not in call.ctx.roles:
-        raise Forbidden()
+        raise Forbidden("You are not authorized to complete this action.")
     return respond(200, health_action.health(call.ctx))

@@ -6,31 +6,42 @@ from chalice import Blueprint
 from chalicelib.actions import queues
 from chalicelib.errors import UnsupportedMediaType
 from chalicelib.rest import respond, route
-from chalicelib.validation import param_bool, param_int
+from chalicelib.validation import param_bool, param_int, param_text
 
 bp = Blueprint(__name__)
 LIST_PARAMS = ("marker", "limit", "detailed", "name", "with_count")
 
 
+def _next_link(params, last_name):
+    """The next-page link: the list parameters the client gave, as parsed (in
+    Zaqar's order), with the marker moved on. Metadata filters are dropped,
+    as Zaqar drops them."""
+    query = {}
+    for name in LIST_PARAMS:
+        if param_text(params, name) is None:
+            continue
+        if name in ("detailed", "with_count"):
+            query[name] = str(param_bool(params, name)).lower()
+        elif name == "limit":
+            query[name] = param_int(params, name)
+        else:
+            query[name] = param_text(params, name)
+    query["marker"] = last_name
+    return {"rel": "next", "href": "/v2/queues?" + urlencode(query)}
+
+
 @route(bp, "/v2/queues", ["GET"])
 def list_queues(call):
     params = call.params
-    detailed = param_bool(params, "detailed")
-    with_count = param_bool(params, "with_count")
-    limit = param_int(params, "limit")
-    filters = {key: value for key, value in params.items()
-               if key not in LIST_PARAMS and isinstance(value, str)}
+    filters = {key: param_text(params, key) for key in params if key not in LIST_PARAMS}
     found, count = queues.list_queues(
-        call.ctx, marker=params.get("marker"), limit=limit, detailed=detailed,
-        name=params.get("name"), with_count=with_count, metadata_filters=filters)
+        call.ctx, marker=param_text(params, "marker"), limit=param_int(params, "limit"),
+        detailed=param_bool(params, "detailed"), name=param_text(params, "name"),
+        with_count=param_bool(params, "with_count"), metadata_filters=filters)
     for entry in found:
         entry["href"] = f"/v2/queues/{entry['name']}"
-    links = []
-    if found:
-        query = {key: params[key] for key in LIST_PARAMS
-                 if key in params and key != "marker" and isinstance(params[key], str)}
-        query["marker"] = found[-1]["name"]
-        links.append({"rel": "next", "href": "/v2/queues?" + urlencode(query)})
+    # Even a last page has a next link: clients stop on an empty page.
+    links = [_next_link(params, found[-1]["name"])] if found else []
     body = {"queues": found, "links": links}
     if count:
         body["count"] = count

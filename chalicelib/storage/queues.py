@@ -77,22 +77,27 @@ def delete(project, name):
 def list_page(project, marker=None, limit=10, name_filter=None, match=None):
     """Up to `limit` queues after `marker`, by name: [(name, metadata)].
 
-    `name_filter` keeps names containing it; `match(metadata)` is applied in
-    addition (metadata equality filters are not expressible in DynamoDB since
-    metadata is stored as text).
+    `name_filter` keeps names containing it, `match(metadata)` keeps the
+    metadata it accepts. Both are applied here: DynamoDB filter expressions
+    cannot name key attributes, and metadata is stored as text.
     """
     condition = QueueRecord.name > marker if marker else None
-    filter_condition = QueueRecord.name.contains(name_filter) if name_filter else None
-    found = []
-    results = retrying(QueueRecord.query, project, range_key_condition=condition,
-                       filter_condition=filter_condition, page_size=100)
-    for record in results:
-        metadata = json.loads(record.metadata)
-        if match is None or match(metadata):
-            found.append((record.name, metadata))
-            if len(found) >= limit:
-                break
-    return found
+
+    def read_page():
+        found = []
+        for record in QueueRecord.query(project, range_key_condition=condition,
+                                        page_size=100):
+            if name_filter and name_filter not in record.name:
+                continue
+            metadata = json.loads(record.metadata)
+            if match is None or match(metadata):
+                found.append((record.name, metadata))
+                if len(found) >= limit:
+                    break
+        return found
+
+    # The query runs while iterating, so the retry must cover the iteration.
+    return retrying(read_page)
 
 
 def count(project):
