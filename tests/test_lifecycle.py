@@ -163,3 +163,35 @@ def test_stats_follow_the_stream(clock):
     clock.advance(3 * 60)  # the claim and the delay are long over
     counts, _, _ = stats.queue_stats(PROJECT, "s", 0)
     assert counts == {"claimed": 0, "delayed": 0, "free": 5, "total": 5}
+
+
+def test_stats_route_counts_and_names_oldest_and_newest(client, clock):
+    h = headers()
+    assert client.http.get("/v2/queues/none/stats", headers=h).json_body == {
+        "messages": {"claimed": 0, "delayed": 0, "free": 0, "total": 0}}
+    client.http.post("/v2/queues/st/messages", headers=h, body=json.dumps(
+        {"messages": [{"body": n} for n in range(3)]}))
+    client.http.post("/v2/queues/st/claims?limit=1", headers=h, body="{}")
+    stats.apply_stream_records(stream_records())
+    clock.advance(5)
+    answer = client.http.get("/v2/queues/st/stats", headers=h)
+    assert answer.status_code == 200
+    body = answer.json_body["messages"]
+    assert (body["claimed"], body["free"], body["total"]) == (1, 2, 3)
+    assert body["oldest"]["age"] == 5 and body["oldest"]["href"].startswith(
+        "/v2/queues/st/messages/")
+    assert body["newest"]["created"].endswith("Z")
+
+
+def test_purge_route_validates_resource_types_and_empties_the_queue(client, clock):
+    h = headers()
+    client.http.post("/v2/queues/pq/messages", headers=h, body=json.dumps(
+        {"messages": [{"body": "x"}]}))
+    bad = client.http.post("/v2/queues/pq/purge", headers=h,
+                           body=json.dumps({"resource_types": ["queues"]}))
+    assert bad.status_code == 400
+    assert free_bodies("pq") == ["x"]
+    done = client.http.post("/v2/queues/pq/purge", headers=h,
+                            body=json.dumps({"resource_types": ["messages"]}))
+    assert done.status_code == 204
+    assert free_bodies("pq") == []

@@ -2,6 +2,7 @@
 from chalicelib.errors import BadRequest, Conflict, InvalidBody, NotFound
 from chalicelib.storage import messages as message_store
 from chalicelib.storage import queues as queue_store
+from chalicelib.storage import stats as stats_store
 from chalicelib.validation import check_limit, check_queue_name, validate
 
 RESERVED_DEFAULTS = (
@@ -177,3 +178,23 @@ def patch(ctx, name, operations):
     if metadata is None:
         raise NotFound(f"Queue {name} does not exist for project {ctx.project}")
     return with_defaults(metadata, ctx.settings)
+
+
+def stats(ctx, name):
+    """Message counts and the oldest and newest message (see storage.stats for
+    how exact they are). A missing queue has zero counts."""
+    check_queue_name(name)
+    metadata, floor = queue_store.get_with_floor(ctx.project, name)
+    if metadata is None:
+        return {"claimed": 0, "delayed": 0, "free": 0, "total": 0}, None, None
+    return stats_store.queue_stats(ctx.project, name, floor)
+
+
+def purge(ctx, name, document=None):
+    """Remove the queue's messages and/or subscriptions (both by default)."""
+    check_queue_name(name)
+    document = document or {}
+    validate("queue_purge", document, ctx.settings)
+    resource_types = document.get("resource_types") or ["messages", "subscriptions"]
+    if "messages" in resource_types:
+        message_store.purge(ctx.project, name)
