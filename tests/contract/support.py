@@ -1,0 +1,81 @@
+"""What the contract, concurrency and fault tests share: pointing the storage
+layer at a DynamoDB endpoint, a caller's context, a clock tests can move.
+
+The pynamodb models bind their endpoint when chalicelib.storage.models is
+imported (Meta.host from DYNAMODB_ENDPOINT) and cache a connection on each
+model class. That is right for Lambda, where a process serves one stage for
+its whole life. The tests run the same storage code against moto and against
+DynamoDB Local in one process, so they set Meta.host for the duration of a
+test and drop the cached connections on the way in and out.
+"""
+import contextlib
+import uuid
+
+from pynamodb.models import Model
+
+from chalicelib.actions import messages
+from chalicelib.config import get_settings
+from chalicelib.storage import models
+from chalicelib.validation import Context
+
+CLIENT_ID = "3381af92-2b9e-11e3-b191-71861300734c"
+
+
+def model_classes():
+    """Every pynamodb model of the storage layer (some share a Meta class)."""
+    return [value for value in vars(models).values()
+            if isinstance(value, type) and issubclass(value, Model) and value is not Model]
+
+
+def _drop_connections():
+    for model in model_classes():
+        model._connection = None
+
+
+@contextlib.contextmanager
+def models_at(host):
+    """Send every model's requests to `host` (None: the default AWS endpoint,
+    which moto intercepts) until the block ends."""
+    metas = {id(model.Meta): model.Meta for model in model_classes()}.values()
+    saved = [(meta, meta.host) for meta in metas]
+    for meta in metas:
+        meta.host = host
+    _drop_connections()
+    try:
+        yield
+    finally:
+        for meta, host_before in saved:
+            meta.host = host_before
+        _drop_connections()
+
+
+def new_project():
+    """A project id no other test uses: tests sharing one DynamoDB Local
+    stay apart without recreating tables."""
+    return f"contract-{uuid.uuid4().hex[:12]}"
+
+
+def context(project, client_id=CLIENT_ID):
+    """What the actions need to know about the caller, as the REST layer builds it."""
+    return Context(project=project, client_id=client_id, roles=frozenset(),
+                   settings=get_settings())
+
+
+class FakeClock:
+    """Stands in for chalicelib.clock.now_ms: time moves only when told."""
+
+    def __init__(self, start_ms):
+        self.now = start_ms
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, seconds):
+        self.now += int(seconds * 1000)
+
+
+def post(ctx, queue, count, start=0, **fields):
+    """Post `count` messages with bodies {"n": start, ...} through the action;
+    returns their ids."""
+    batch = [dict(fields, body={"n": start + i}) for i in range(count)]
+    return messages.post(ctx, queue, {"messages": batch})
