@@ -3,18 +3,17 @@ import dataclasses
 import time
 import uuid
 
-from botocore.exceptions import BotoCoreError, ClientError
-from pynamodb.exceptions import PynamoDBException
 
 from chalicelib.actions import queues
 from chalicelib.errors import ServiceUnavailable
 from chalicelib.storage import queues as queue_store
+from chalicelib.storage.retry import STORAGE_FAILURES
 
 
 def storage_reachable():
     try:
         queue_store.get_metadata("-", "ping")
-    except (PynamoDBException, BotoCoreError, ClientError, ServiceUnavailable):
+    except STORAGE_FAILURES + (ServiceUnavailable,):
         return False
     return True
 

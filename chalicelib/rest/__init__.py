@@ -12,19 +12,17 @@ import json
 import logging
 import uuid
 
-from botocore.exceptions import BotoCoreError, ClientError
 from chalice import Response
-from pynamodb.exceptions import PynamoDBException
 
 from chalicelib.config import get_settings
 from chalicelib.errors import (
     BadRequest, NotAcceptable, ServiceUnavailable, ZaqarError)
+from chalicelib.storage.retry import STORAGE_FAILURES
 from chalicelib.validation import check_queue_name, make_context, parse_json
 
 log = logging.getLogger("zaqar.rest")
 JSON = "application/json"
 ALL_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
-STORAGE_FAILURES = (PynamoDBException, BotoCoreError, ClientError)
 
 
 def respond(status, body=None, headers=None, content_type=JSON):

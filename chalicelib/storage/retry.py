@@ -7,7 +7,7 @@ Everything else (a failed condition, a validation error) is raised at once.
 import random
 import time
 
-from botocore.exceptions import BotoCoreError
+from botocore.exceptions import BotoCoreError, ClientError
 from pynamodb.exceptions import PynamoDBException
 
 from chalicelib.errors import ServiceUnavailable
@@ -21,13 +21,21 @@ TRANSIENT_CODES = frozenset({
     "TransactionConflictException",
     "LimitExceededException",
 })
+# What a failing backend raises: through pynamodb, or from a low-level client.
+STORAGE_FAILURES = (PynamoDBException, BotoCoreError, ClientError)
 ATTEMPTS = 6
 BASE_DELAY = 0.02
 MAX_DELAY = 0.64
 
 
+def _code(exc):
+    if isinstance(exc, ClientError):
+        return exc.response.get("Error", {}).get("Code")
+    return getattr(exc, "cause_response_code", None)
+
+
 def is_transient(exc):
-    if getattr(exc, "cause_response_code", None) in TRANSIENT_CODES:
+    if _code(exc) in TRANSIENT_CODES or isinstance(exc, BotoCoreError):
         return True
     # Connection errors and timeouts reach pynamodb as botocore errors.
     return isinstance(getattr(exc, "cause", None), BotoCoreError)
@@ -42,7 +50,7 @@ def retrying(operation, *args, **kwargs):
     for attempt in range(ATTEMPTS):
         try:
             return operation(*args, **kwargs)
-        except PynamoDBException as exc:
+        except STORAGE_FAILURES as exc:
             if not is_transient(exc):
                 raise
         if attempt + 1 < ATTEMPTS:
@@ -52,4 +60,4 @@ def retrying(operation, *args, **kwargs):
 
 def condition_failed(exc):
     """True when a write was refused because its condition did not hold."""
-    return getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException"
+    return _code(exc) == "ConditionalCheckFailedException"
