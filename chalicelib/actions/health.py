@@ -3,8 +3,7 @@ import dataclasses
 import time
 import uuid
 
-
-from chalicelib.actions import queues
+from chalicelib.actions import claims, messages, queues
 from chalicelib.errors import ServiceUnavailable
 from chalicelib.storage import queues as queue_store
 from chalicelib.storage.retry import STORAGE_FAILURES
@@ -30,12 +29,34 @@ def _timed(operation):
 
 def health(ctx):
     """Storage reachability, and the outcome of real operations on a
-    throw-away queue, as Zaqar's admin health reports them. The queue lives in
-    a throw-away project, as in Zaqar, so no real project ever lists it."""
+    throw-away queue, as Zaqar's admin health reports them: create a queue,
+    post 100 messages, claim, list, delete the claimed ones, release the
+    claim, bulk-delete the rest, delete the queue. The queue lives in a
+    throw-away project, as in Zaqar, so no real project ever lists it."""
     probe = dataclasses.replace(ctx, project=f"health-{uuid.uuid4().hex}")
     name = f"health-{uuid.uuid4().hex[:12]}"
+    found = {}
+
+    def post():
+        found["ids"] = messages.post(probe, name, {"messages": [
+            {"body": {"n": n}, "ttl": 60} for n in range(100)]})
+
+    def claim():
+        found["claim_id"], found["claimed"] = claims.create(probe, name, {"ttl": 60})
+
+    def delete_claimed():
+        for message in found["claimed"]:
+            messages.delete(probe, name, message.id, found["claim_id"])
+
     status = {
         "create_queue": _timed(lambda: queues.create(probe, name, {})),
+        "post_messages": _timed(post),
+        "claim_messages": _timed(claim),
+        "list_messages": _timed(lambda: messages.list_messages(probe, name, echo=True)),
+        "delete_messages": _timed(delete_claimed),
+        "delete_claim": _timed(lambda: claims.delete(probe, name, found["claim_id"])),
+        "bulk_delete_messages": _timed(
+            lambda: messages.delete_many(probe, name, found["ids"][-20:])),
         "delete_queue": _timed(lambda: queues.delete(probe, name)),
     }
     return {"storage_reachable": storage_reachable(), "operation_status": status}
