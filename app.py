@@ -7,15 +7,20 @@ below the routes run on a schedule or on the messages table's stream.
 from chalice import Chalice, Rate
 
 from chalicelib import clock
+from chalicelib.config import get_settings
+from chalicelib.notify import retries
+from chalicelib.notify import stream as notifications
 from chalicelib.rest import add_method_fallbacks
-from chalicelib.rest import messages, meta, queues
+from chalicelib.rest import messages, meta, queues, subscriptions
 from chalicelib.storage import stats, sweeper
 from chalicelib.storage.models import MessageRecord
+from chalicelib.websocket import protocol
 
 app = Chalice(app_name="zaqar-serverless")
 app.register_blueprint(meta.bp)
 app.register_blueprint(queues.bp)
 app.register_blueprint(messages.bp)
+app.register_blueprint(subscriptions.bp)
 add_method_fallbacks(app)
 
 # Chalice freezes the ARN at package time; infra/package.py swaps it for the
@@ -39,3 +44,40 @@ def count_messages(event):
     """Keep each queue's stats counters from the messages table's changes."""
     failed = stats.apply_stream_records(event.to_dict()["Records"])
     return {"batchItemFailures": [{"itemIdentifier": sequence} for sequence in failed]}
+
+
+def _deadline_ms(event):
+    return clock.now_ms() + event.context.get_remaining_time_in_millis()
+
+
+@app.on_dynamodb_record(stream_arn=MESSAGES_STREAM_ARN, batch_size=100)
+def notify_subscribers(event):
+    """Send new messages to their queues' subscribers (webhooks, mail)."""
+    return notifications.handle(event.to_dict()["Records"], _deadline_ms(event),
+                                get_settings())
+
+
+@app.schedule(Rate(1, unit=Rate.MINUTES))
+def retry_notifications(event):
+    """Make the deliveries whose retry fell due, as their policy spaces them."""
+    retries.run(_deadline_ms(event), get_settings())
+
+
+# Zaqar's websocket API on API Gateway's WebSocket API: each handler hands
+# its event to chalicelib/websocket, which answers through app.websocket_api.
+app.experimental_feature_flags.update(["WEBSOCKETS"])
+
+
+@app.on_ws_connect()
+def websocket_connect(event):
+    protocol.on_connect(event)
+
+
+@app.on_ws_message()
+def websocket_message(event):
+    protocol.on_message(event, app.websocket_api)
+
+
+@app.on_ws_disconnect()
+def websocket_disconnect(event):
+    protocol.on_disconnect(event)

@@ -1,0 +1,92 @@
+"""Websocket connections, kept in DynamoDB so that every Lambda sees them.
+
+A connection is bound to the first project a frame names: Zaqar 23.0.1
+refuses frames for any other project on that connection. It also lists the
+subscriptions it made, which go when it goes: on disconnect, or when a push
+finds it gone (API Gateway sends no $disconnect for some lost connections).
+"""
+import boto3
+from chalice.app import WebsocketDisconnectedError
+from pynamodb.attributes import UnicodeSetAttribute
+from pynamodb.exceptions import DoesNotExist, UpdateError
+
+from chalicelib import clock
+from chalicelib.storage.models import ConnectionRecord
+from chalicelib.storage.retry import condition_failed, retrying
+
+# API Gateway closes every websocket connection after 2 hours; the record
+# lives a little longer, and TTL reclaims the ones no disconnect removed.
+LIFETIME_S = 2 * 3600 + 300
+# Bound projects never change, so a warm Lambda remembers them and checks a
+# frame without reading the table. Dropped wholesale when full.
+_bound = {}
+_BOUND_MAX = 10_000
+
+
+class Connection(ConnectionRecord):
+    # TODO(models owner): move into ConnectionRecord and drop this subclass.
+    subscriptions = UnicodeSetAttribute(attr_name="s", null=True)  # "queue/id"
+
+
+def _expiry(now_ms):
+    return now_ms // 1000 + LIFETIME_S
+
+
+def opened(connection_id):
+    now = clock.now_ms()
+    retrying(Connection(connection_id, created=now, expires_at=_expiry(now)).save)
+
+
+def bind(connection_id, project):
+    """True if the connection may act for `project`: it is the project its
+    first frame named (and now is, if this is the first)."""
+    if _bound.get(connection_id) == project:
+        return True
+    now = clock.now_ms()
+    try:
+        # Also recreates a record that is missing (its $connect write failed).
+        retrying(Connection(connection_id).update, actions=[
+            Connection.project.set(project),
+            Connection.created.set(Connection.created | now),
+            Connection.expires_at.set(Connection.expires_at | _expiry(now)),
+        ], condition=Connection.project.does_not_exist() | (Connection.project == project))
+    except UpdateError as exc:
+        if condition_failed(exc):
+            return False
+        raise
+    if len(_bound) >= _BOUND_MAX:
+        _bound.clear()
+    _bound[connection_id] = project
+    return True
+
+
+def remember_subscription(connection_id, queue_name, subscription_id):
+    retrying(Connection(connection_id).update, actions=[
+        Connection.subscriptions.add({f"{queue_name}/{subscription_id}"})])
+
+
+def forget(connection_id):
+    """Remove the connection; returns (project, [(queue, subscription id)])
+    of the subscriptions it made, for the caller to delete."""
+    _bound.pop(connection_id, None)
+    try:
+        record = retrying(Connection.get, connection_id, consistent_read=True)
+    except DoesNotExist:
+        return None, []
+    retrying(record.delete)
+    made = [tuple(entry.split("/", 1)) for entry in sorted(record.subscriptions or ())]
+    return record.project, made
+
+
+def send(websocket_api, connection_id, data):
+    """Post to a connection; False if it is gone (API Gateway's 410), in
+    which case it is forgotten."""
+    if websocket_api.session is None:
+        # Made on first use: most of this app's Lambdas never post.
+        websocket_api.session = boto3.Session()
+    try:
+        websocket_api.send(connection_id, data)
+    except WebsocketDisconnectedError:
+        forget(connection_id)
+        return False
+    return True
