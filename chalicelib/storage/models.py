@@ -150,6 +150,10 @@ class SubscriptionRecord(Model):
     expires_at = NumberAttribute(attr_name="x")
     options = UnicodeAttribute(attr_name="o", default="{}")
     confirmed = BooleanAttribute(attr_name="cf", default=False)
+    # Deliveries that failed for good (refused, or out of retries), and the
+    # last such failure: JSON {"time": epoch ms, "description": text}.
+    failures = NumberAttribute(attr_name="fd", default=0)
+    last_error = UnicodeAttribute(attr_name="le", null=True)
 
 
 class ConnectionRecord(Model):

@@ -1,0 +1,125 @@
+"""Subscription actions, shared by the REST and websocket transports."""
+from urllib.parse import urlsplit
+
+from chalicelib.actions import queues
+from chalicelib.actions.messages import load_queue
+from chalicelib.errors import BadRequest, Conflict, NotFound
+from chalicelib.notify import delivery, targets
+from chalicelib.storage import subscriptions as store
+from chalicelib.validation import check_limit, check_queue_name, validate
+
+# Zaqar's `subscriber_types`; the trust+ ones are refused with a reason.
+SUBSCRIBER_TYPES = ["http", "https", "mailto", "trust+http", "trust+https"]
+UNSUPPORTED = ("The subscriber type of subscription must be supported in the list "
+               f"{SUBSCRIBER_TYPES}.")
+FIELDS = ("subscriber", "ttl", "options")
+DUPLICATE = ("Such subscription already exists.Subscriptions are unique by project "
+             "+ queue + subscriber URI.")  # sic: Zaqar's text
+
+
+def _not_found(subscription_id):
+    return NotFound(f"Subscription {subscription_id} does not exist")
+
+
+def _check_subscriber(subscriber, settings):
+    if not isinstance(subscriber, str):
+        raise BadRequest(UNSUPPORTED)
+    invalid = BadRequest(f"The subscriber {subscriber} is not a valid URL.")
+    try:
+        scheme = urlsplit(subscriber).scheme.lower()
+    except ValueError:
+        raise invalid
+    if scheme not in SUBSCRIBER_TYPES:
+        raise BadRequest(UNSUPPORTED)
+    if scheme.startswith("trust+"):
+        raise BadRequest(f"The subscriber type {scheme} needs Keystone trusts, which "
+                         f"this service does not have; use {scheme[6:]} instead.")
+    if scheme in ("http", "https"):
+        try:
+            targets.check_subscriber(subscriber, settings)
+        except ValueError:
+            raise invalid
+        except targets.RefusedTarget as refused:
+            raise BadRequest(f"The subscriber is refused: {refused}.")
+
+
+def _check_fields(document, settings):
+    """The subscription fields of a POST or PATCH body, checked."""
+    validate("subscription_fields", document, settings)
+    if "subscriber" in document:
+        _check_subscriber(document["subscriber"], settings)
+    options = document.get("options") or {}
+    if "_retry_policy" in options:
+        queues.check_metadata({"_retry_policy": options["_retry_policy"]}, settings)
+    return {name: document[name] for name in FIELDS if name in document}
+
+
+def create(ctx, queue_name, document):
+    """Subscribe; returns (subscription id, created). A subscriber that
+    already has an unconfirmed subscription on the queue gets its id again
+    (and the confirmation request again); a confirmed one is a conflict.
+    A missing queue is created, as in Zaqar."""
+    check_queue_name(queue_name)
+    settings = ctx.settings
+    if isinstance(document, dict) and "subscriber" not in document:
+        raise BadRequest("Missing parameter subscriber in body.")
+    fields = _check_fields(document, settings)
+    load_queue(ctx, queue_name, create=True)
+    subscription, created = store.create(
+        ctx.project, queue_name, fields["subscriber"],
+        fields.get("ttl", settings.default_subscription_ttl), fields.get("options") or {})
+    if not created and subscription.confirmed:
+        raise Conflict(DUPLICATE)
+    delivery.send_confirmation(subscription, ctx.project, settings)
+    return subscription.id, created
+
+
+def list_subscriptions(ctx, queue_name, marker=None, limit=None):
+    """A page of the queue's live subscriptions, in creation order."""
+    check_queue_name(queue_name)
+    limit = 10 if limit is None else limit
+    check_limit(limit, ctx.settings.max_subscriptions_per_page, "may not be greater than")
+    return store.list_page(ctx.project, queue_name, marker=marker, limit=limit)
+
+
+def get(ctx, queue_name, subscription_id):
+    check_queue_name(queue_name)
+    subscription = store.get(ctx.project, queue_name, subscription_id)
+    if subscription is None:
+        raise _not_found(subscription_id)
+    return subscription
+
+
+def update(ctx, queue_name, subscription_id, document):
+    """Change the subscriber, ttl or options (which replace the old ones). A
+    new subscriber must confirm again when confirmation is required."""
+    check_queue_name(queue_name)
+    fields = _check_fields({} if document is None else document, ctx.settings)
+    if not fields:
+        raise BadRequest("No subscription to create.")
+    try:
+        subscription = store.update(ctx.project, queue_name, subscription_id, **fields)
+    except store.SubscriberTaken:
+        raise Conflict(DUPLICATE)
+    if subscription is None:
+        raise _not_found(subscription_id)
+    if not subscription.confirmed and "subscriber" in fields:
+        delivery.send_confirmation(subscription, ctx.project, ctx.settings)
+
+
+def delete(ctx, queue_name, subscription_id):
+    check_queue_name(queue_name)
+    store.delete(ctx.project, queue_name, subscription_id)
+
+
+def confirm(ctx, queue_name, subscription_id, document):
+    """Confirm, or unconfirm, the subscription; unconfirming sends the
+    subscriber a notice, as Zaqar does."""
+    check_queue_name(queue_name)
+    validate("subscription_confirm", {} if document is None else document, ctx.settings)
+    confirmed = document["confirmed"]
+    subscription = store.confirm(ctx.project, queue_name, subscription_id, confirmed)
+    if subscription is None:
+        raise _not_found(subscription_id)
+    if not confirmed:
+        delivery.send_confirmation(subscription, ctx.project, ctx.settings, unsubscribe=True)

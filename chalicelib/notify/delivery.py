@@ -1,0 +1,105 @@
+"""Delivering one payload to one subscription, and retrying it.
+
+An attempt that fails in a way worth retrying is followed by the next as
+the retry policy says: a retry due at once is made at once while the call
+has time, a later one is saved as a pending delivery, which `retries.run`
+makes when it falls due. A delivery that fails for good, or uses up its
+retries, is recorded on its subscription (failure count and last error,
+shown by GET): none is dropped silently.
+"""
+import logging
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from chalicelib import clock
+from chalicelib.notify import payloads, transports
+from chalicelib.notify import policy as retry_policy
+from chalicelib.storage import subscriptions as store
+
+log = logging.getLogger("zaqar.notify")
+MARGIN_MS = 1000  # left free after the last attempt a call starts
+
+
+@dataclass
+class Delivery:
+    subscription: store.Subscription
+    payload: dict
+    policy: dict  # the retry policy that applies, defaults filled in
+    attempts: int = 0  # made so far
+    last_error: str = None
+
+
+def send(subscription, payload, settings):
+    """One attempt, by the subscriber's scheme: an Outcome."""
+    try:
+        if urlsplit(subscription.subscriber).scheme.lower() == "mailto":
+            mail = payloads.mail(subscription.subscriber, subscription.options, payload,
+                                 settings)
+            return transports.send_mail(*mail, settings)
+        headers, body = payloads.webhook_request(subscription.options, payload)
+        return transports.post(subscription.subscriber, headers, body, settings)
+    except ValueError as unsendable:  # e.g. no sender, a header that is no header
+        return transports.Outcome(False, reason=str(unsendable))
+
+
+def has_time(deadline_ms, settings):
+    """Whether an attempt started now ends before the deadline."""
+    return clock.now_ms() + settings.webhook_timeout * 1000 + MARGIN_MS <= deadline_ms
+
+
+def deliver(delivery, settings, deadline_ms, attempts_now=None):
+    """Attempt the delivery until it succeeds, fails for good, must wait for
+    a later retry, the deadline (epoch ms) comes, or `attempts_now` attempts
+    were made. What is left is saved as pending."""
+    made = 0
+    while has_time(deadline_ms, settings) and made != attempts_now:
+        outcome = send(delivery.subscription, delivery.payload, settings)
+        made += 1
+        delivery.attempts += 1
+        if outcome.delivered:
+            return
+        delivery.last_error = outcome.reason
+        if not outcome.retryable:
+            _give_up(delivery, outcome.reason)
+            return
+        delay = retry_policy.delay_after(delivery.policy, delivery.attempts)
+        if delay is None:
+            _give_up(delivery, f"{outcome.reason} ({delivery.attempts} attempts)")
+            return
+        if delay:
+            _save(delivery, due=clock.now_ms() + delay * 1000)
+            return
+    _save(delivery, due=clock.now_ms())
+
+
+def _give_up(delivery, description):
+    subscription = delivery.subscription
+    log.warning("delivery to subscription %s of %s failed: %s", subscription.id,
+                subscription.queue, description)
+    store.record_failure(subscription.queue, subscription.id, description)
+
+
+def _save(delivery, due):
+    store.save_pending(delivery.subscription.queue, delivery.subscription.id,
+                       delivery.payload, delivery.policy, delivery.attempts,
+                       delivery.last_error, due)
+
+
+def send_confirmation(subscription, project, settings, unsubscribe=False):
+    """Ask the subscriber to confirm the subscription (or tell it that it was
+    unconfirmed), when confirmation is required. One attempt now, within the
+    API call; retries, by the subscription's own policy, come later."""
+    if not settings.require_confirmation:
+        return
+    if not settings.signed_url_secret_key:
+        log.error("confirmation of subscription %s not sent: SIGNED_URL_SECRET_KEY "
+                  "is not set", subscription.id)
+        return
+    now = clock.now_ms()
+    ttl = settings.default_subscription_ttl if unsubscribe else subscription.ttl
+    payload = payloads.confirmation(subscription.source, subscription.id, project,
+                                    now + ttl * 1000, settings.signed_url_secret_key,
+                                    unsubscribe=unsubscribe)
+    policy = retry_policy.effective(subscription.options, {})
+    deliver(Delivery(subscription, payload, policy), settings,
+            deadline_ms=now + settings.webhook_timeout * 1000 + MARGIN_MS, attempts_now=1)

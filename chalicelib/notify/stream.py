@@ -1,0 +1,108 @@
+"""The messages table's stream: new messages go to their subscribers.
+
+Each new message in a batch of stream records (an INSERT of an "m#" item
+that was posted, not moved there from a dead-letter source) goes to every
+live subscription of its queue, only the confirmed ones when confirmation is
+required. Deliveries run in a thread pool; those that cannot start before
+the call's time runs out are saved as pending, due at once, for the retry
+worker, so a slow subscriber never holds up a shard.
+
+The answer is Lambda's partial batch response: the records whose deliveries
+could not be arranged (a record that cannot be read, or storage failing),
+which Lambda retries from the earliest on, a bounded number of times.
+"""
+import json
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+from chalicelib import clock
+from chalicelib.notify import payloads
+from chalicelib.notify import policy as retry_policy
+from chalicelib.notify.delivery import Delivery, deliver
+from chalicelib.storage import queues as queue_store
+from chalicelib.storage import subscriptions as store
+from chalicelib.storage.models import MESSAGE_PREFIX, MessageRecord
+
+log = logging.getLogger("zaqar.notify")
+
+
+def new_message(record):
+    """The message a stream record inserted, or None if it is no new message."""
+    if record.get("eventName") != "INSERT":
+        return None
+    image = record["dynamodb"].get("NewImage") or {}
+    if not image.get("sk", {}).get("S", "").startswith(MESSAGE_PREFIX):
+        return None
+    message = MessageRecord.from_raw_data(image)
+    # A message moved to a dead-letter queue keeps its claim count; a posted
+    # one has none. Zaqar notifies of posts only.
+    return None if message.claim_count else message
+
+
+def notification(message, metadata):
+    delay = None
+    if metadata.get("_default_message_delay"):
+        # A delayed message is held from its creation until its delay ends.
+        held = message.claim_expires if message.claim_expires and not message.claim_id else None
+        delay = (int(held) - int(message.created)) // 1000 if held else 0
+    return payloads.notification(message.pq.rsplit("/", 1)[1], json.loads(message.body),
+                                 int(message.ttl), delay)
+
+
+class Targets:
+    """Per queue, once per batch: its live subscriptions and its metadata."""
+
+    def __init__(self, settings):
+        self.settings = settings
+        self.loaded = {}
+
+    def __call__(self, pq):
+        if pq not in self.loaded:
+            try:
+                self.loaded[pq] = self._load(pq)
+            except Exception as failure:  # remembered: each record of the queue fails
+                self.loaded[pq] = failure
+        if isinstance(self.loaded[pq], Exception):
+            raise self.loaded[pq]
+        return self.loaded[pq]
+
+    def _load(self, pq):
+        subscriptions = store.list_live(pq)
+        if self.settings.require_confirmation:
+            subscriptions = [s for s in subscriptions if s.confirmed]
+        project, queue = pq.rsplit("/", 1)
+        metadata = queue_store.get_metadata(project, queue) if subscriptions else None
+        return subscriptions, metadata or {}
+
+
+def handle(records, deadline_ms, settings):
+    """Deliver the new messages among `records` (as Lambda passes them);
+    returns the partial batch response."""
+    targets, deliveries, failed = Targets(settings), [], set()
+    for record in records:
+        sequence = record["dynamodb"]["SequenceNumber"]
+        try:
+            message = new_message(record)
+            if message is None or message.expires <= clock.now_ms():
+                continue
+            subscriptions, metadata = targets(message.pq)
+            payload = notification(message, metadata)
+        except Exception:
+            log.exception("stream record %s: cannot arrange its deliveries", sequence)
+            failed.add(sequence)
+            continue
+        deliveries += [(sequence, Delivery(subscription, payload,
+                                           retry_policy.effective(subscription.options,
+                                                                  metadata)))
+                       for subscription in subscriptions]
+    if deliveries:
+        with ThreadPoolExecutor(settings.max_notifier_workers) as pool:
+            running = [(sequence, pool.submit(deliver, delivery, settings, deadline_ms))
+                       for sequence, delivery in deliveries]
+        for sequence, future in running:
+            if future.exception() is not None:
+                log.error("stream record %s: a delivery failed", sequence,
+                          exc_info=future.exception())
+                failed.add(sequence)
+    return {"batchItemFailures": [{"itemIdentifier": sequence}
+                                  for sequence in sorted(failed, key=int)]}

@@ -1,0 +1,110 @@
+"""Sending one payload: a POST to a webhook, or a mail through Amazon SES.
+
+Both answer an Outcome. Worth another attempt: connection errors, timeouts
+and the answers 408, 429 and 5xx (Zaqar gave up on a 5xx; the contract says
+to retry). Not worth one: a refused target, or any other answer.
+"""
+import functools
+import http.client
+import socket
+import ssl
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+from chalicelib.notify import targets
+
+RETRY_STATUSES = {408, 429}
+SES_RETRY_CODES = {"Throttling", "ThrottlingException", "ServiceUnavailable"}
+MAX_ANSWER_BYTES = 65536  # of an answer's body, read and dropped
+
+
+@dataclass(frozen=True)
+class Outcome:
+    delivered: bool
+    retryable: bool = False
+    reason: str = ""
+
+
+DELIVERED = Outcome(True)
+
+
+class _PinnedHTTPConnection(http.client.HTTPConnection):
+    """Connects to an address checked beforehand; the URL's host still goes
+    in the Host header."""
+
+    def __init__(self, host, port, address, timeout):
+        super().__init__(host, port, timeout=timeout)
+        self.address = address
+
+    def connect(self):
+        self.sock = socket.create_connection((self.address, self.port), self.timeout)
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    """As above, over TLS: the certificate is checked against the host name."""
+
+    def __init__(self, host, port, address, timeout):
+        self.tls = ssl.create_default_context()
+        super().__init__(host, port, timeout=timeout, context=self.tls)
+        self.address = address
+
+    def connect(self):
+        sock = socket.create_connection((self.address, self.port), self.timeout)
+        self.sock = self.tls.wrap_socket(sock, server_hostname=self.host)
+
+
+CONNECTIONS = {"http": _PinnedHTTPConnection, "https": _PinnedHTTPSConnection}
+
+
+def post(url, headers, body, settings):
+    """POST `body` to the webhook `url`, without following redirects."""
+    parts = urlsplit(url)
+    host, port = targets.host_and_port(url)
+    try:
+        address = targets.checked_address(host, port, settings)
+    except targets.RefusedTarget as refused:
+        return Outcome(False, reason=str(refused))
+    except targets.UnresolvedTarget as unresolved:
+        return Outcome(False, retryable=True, reason=str(unresolved))
+    connection = CONNECTIONS[parts.scheme.lower()](host, port, address,
+                                                   settings.webhook_timeout)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    try:
+        connection.request("POST", path, body=body, headers=headers)
+        answer = connection.getresponse()
+        answer.read(MAX_ANSWER_BYTES)
+    except (OSError, http.client.HTTPException) as error:
+        return Outcome(False, retryable=True,
+                       reason=f"POST failed: {type(error).__name__} {error}".strip())
+    finally:
+        connection.close()
+    if 200 <= answer.status < 300:
+        return DELIVERED
+    return Outcome(False, retryable=answer.status >= 500 or answer.status in RETRY_STATUSES,
+                   reason=f"POST answered {answer.status} {answer.reason}".strip())
+
+
+@functools.lru_cache(maxsize=4)
+def _ses(region):
+    # A session each: creating clients from boto3's shared default session is
+    # not safe from several threads.
+    return boto3.session.Session().client("ses", region_name=region or None)
+
+
+def send_mail(sender, address, subject, text, settings):
+    try:
+        _ses(settings.ses_region).send_email(
+            Source=sender, Destination={"ToAddresses": [address]},
+            Message={"Subject": {"Data": subject, "Charset": "UTF-8"},
+                     "Body": {"Text": {"Data": text, "Charset": "UTF-8"}}})
+    except ClientError as error:
+        code = error.response["Error"].get("Code", "")
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return Outcome(False, retryable=status >= 500 or code in SES_RETRY_CODES,
+                       reason=f"SES refused the mail: {code} {error.response['Error'].get('Message', '')}".strip())
+    except BotoCoreError as error:
+        return Outcome(False, retryable=True, reason=f"SES did not answer: {error}")
+    return DELIVERED
