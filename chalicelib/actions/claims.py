@@ -1,6 +1,6 @@
 """Claim actions, shared by the REST and websocket transports."""
 from chalicelib.actions.messages import load_queue
-from chalicelib.errors import BadRequest, NotFound
+from chalicelib.errors import InvalidBody, NotFound
 from chalicelib.storage import claims as claim_store
 from chalicelib.validation import check_limit, check_queue_name, validate
 
@@ -39,7 +39,7 @@ def get(ctx, queue_name, claim_id):
 def update(ctx, queue_name, claim_id, document):
     check_queue_name(queue_name)
     if document is None:
-        raise BadRequest("Request body can not be empty")
+        raise InvalidBody("Request body can not be empty")
     validate("claim_update", document, ctx.settings)
     renewed = claim_store.renew(
         ctx.project, queue_name, claim_id,

@@ -20,17 +20,29 @@ def load_queue(ctx, queue_name, create=False):
 
 
 def check_post_size(size, metadata, settings):
+    """Zaqar's size check, on the request's length: a queue's own limit is
+    capped by the config's, and its error names both."""
     limit = settings.max_messages_post_size
     queue_limit = (metadata or {}).get("_max_messages_post_size")
-    if isinstance(queue_limit, int) and 0 < queue_limit < limit:
-        if size > queue_limit:
-            raise BadRequest(
-                "Message collection size is too large. The max size for current "
-                f"queue is {queue_limit}. It is calculated by max size = "
-                f"min(max_messages_post_size_config: {limit}, "
-                f"max_messages_post_size_queue: {queue_limit}).")
+    if queue_limit and isinstance(queue_limit, int) and size > min(queue_limit, limit):
+        raise BadRequest(
+            "Message collection size is too large. The max size for current "
+            f"queue is {min(queue_limit, limit)}. It is calculated by max size = "
+            f"min(max_messages_post_size_config: {limit}, "
+            f"max_messages_post_size_queue: {queue_limit}).")
     if size > limit:
         raise BadRequest(f"Message collection size is too large. Max size {limit}")
+
+
+def without_delays(document):
+    """The post without its messages' `delay` fields: on a queue without a
+    default delay Zaqar drops them unchecked."""
+    messages = document.get("messages") if isinstance(document, dict) else None
+    if not isinstance(messages, list):
+        return document
+    return dict(document, messages=[
+        {key: value for key, value in message.items() if key != "delay"}
+        if isinstance(message, dict) else message for message in messages])
 
 
 def post(ctx, queue_name, document, size=None):
@@ -43,13 +55,16 @@ def post(ctx, queue_name, document, size=None):
     check_queue_name(queue_name)
     settings = ctx.settings
     size = len(json.dumps(document).encode()) if size is None else size
-    if size > settings.max_messages_post_size:
-        check_post_size(size, None, settings)
-    validate("messages_post", document, settings)
-    metadata, _ = load_queue(ctx, queue_name, create=True)
+    metadata, _ = load_queue(ctx, queue_name)
     check_post_size(size, metadata, settings)
+    default_delay = (metadata or {}).get("_default_message_delay") or 0
+    if not default_delay:
+        document = without_delays(document)
+    validate("messages_post", document, settings)
+    if metadata is None:
+        # Created only once the post is known to be good: a bad one changes nothing.
+        metadata, _ = load_queue(ctx, queue_name, create=True)
     default_ttl = metadata.get("_default_message_ttl") or settings.default_message_ttl
-    default_delay = metadata.get("_default_message_delay") or 0
     batch = []
     for message in document["messages"]:
         kept = {"body": message["body"], "ttl": message.get("ttl", default_ttl)}
@@ -88,20 +103,14 @@ def get(ctx, queue_name, message_id):
     return message
 
 
-def check_ids(ids, settings):
-    if not ids:
-        raise BadRequest("No message ids were given.")
-    if len(ids) > settings.max_messages_per_page:
-        raise BadRequest("Limit must be at least 1 and may not be greater than "
-                         f"{settings.max_messages_per_page}.")
-
-
 def get_many(ctx, queue_name, message_ids):
     check_queue_name(queue_name)
-    check_ids(message_ids, ctx.settings)
+    check_limit(len(message_ids), ctx.settings.max_messages_per_page,
+                "may not be greater than")
     found = message_store.get_many(ctx.project, queue_name, message_ids)
     if not found:
-        raise NotFound(f"No messages with IDs: {', '.join(message_ids)} found in "
+        # The ids are shown as Zaqar shows them: a Python list.
+        raise NotFound(f"No messages with IDs: {list(message_ids)} found in "
                        f"the queue {queue_name} for project {ctx.project}.")
     return found
 
@@ -123,7 +132,10 @@ def delete(ctx, queue_name, message_id, claim_id=None):
 
 def delete_many(ctx, queue_name, message_ids, claim_ids=None):
     check_queue_name(queue_name)
-    check_ids(message_ids, ctx.settings)
+    maximum = ctx.settings.max_messages_per_page
+    if not 0 < len(message_ids) <= maximum:
+        raise BadRequest(f"ids parameter should have at least 1 and not greater "
+                         f"than {maximum} values.")
     if ctx.settings.message_delete_with_claim_id and not claim_ids:
         raise BadRequest("The request should have claim_ids parameter when "
                          "message_delete_with_claim_id is enabled.")
@@ -135,7 +147,8 @@ def pop(ctx, queue_name, count):
     check_queue_name(queue_name)
     maximum = ctx.settings.max_messages_per_claim_or_pop
     if not 0 < count <= maximum:
-        raise BadRequest(f"Limit must be at least 1 and may not be greater than {maximum}.")
+        raise BadRequest(f"Pop value must be at least 1 and may not be greater "
+                         f"than {maximum}.")
     metadata, floor = load_queue(ctx, queue_name)
     if metadata is None:
         return []

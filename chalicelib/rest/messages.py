@@ -9,15 +9,24 @@ from chalicelib.rest import respond, route
 from chalicelib.validation import param_bool, param_int, param_list
 
 bp = Blueprint(__name__)
-LIST_PARAMS = ("limit", "echo", "include_claimed", "include_delayed")
 
 
 def message_view(queue_name, message):
     href = f"/v2/queues/{queue_name}/messages/{message.id}"
     if message.claim_id:
         href += f"?claim_id={message.claim_id}"
-    view = {"id": message.id, "href": href, "ttl": message.ttl, "age": message.age,
-            "body": message.body}
+    return with_checksum({"id": message.id, "href": href, "ttl": message.ttl,
+                          "age": message.age, "body": message.body}, message)
+
+
+def popped_view(message):
+    """A popped message is shown as the raw record Zaqar returns: no href."""
+    return with_checksum({"id": message.id, "age": message.age, "ttl": message.ttl,
+                          "body": message.body, "claim_id": message.claim_id,
+                          "claim_count": message.claim_count}, message)
+
+
+def with_checksum(view, message):
     if message.checksum:
         view["checksum"] = message.checksum
     return view
@@ -41,16 +50,19 @@ def list_messages(call, queue_name):
         return respond(200, {"messages": [message_view(queue_name, m) for m in found]})
     echo = param_bool(params, "echo")
     include_claimed = param_bool(params, "include_claimed")
+    limit = param_int(params, "limit")
     found, marker, include_delayed = messages.list_messages(
-        call.ctx, queue_name, marker=params.get("marker"),
-        limit=param_int(params, "limit"), echo=echo,
+        call.ctx, queue_name, marker=params.get("marker"), limit=limit, echo=echo,
         include_claimed=include_claimed,
         include_delayed=param_bool(params, "include_delayed"))
     links = []
     if found:
-        query = {name: params[name] for name in LIST_PARAMS if isinstance(params.get(name), str)}
-        query.update(echo=str(echo).lower(), include_claimed=str(include_claimed).lower(),
-                     include_delayed=str(include_delayed).lower(), marker=marker)
+        # As Zaqar: the parameters given, include_delayed also when forced on.
+        applied = {"limit": limit, "echo": echo, "include_claimed": include_claimed,
+                   "include_delayed": include_delayed}
+        query = {name: str(value).lower() for name, value in applied.items()
+                 if name in params or (name == "include_delayed" and value)}
+        query["marker"] = marker
         links.append({"rel": "next", "href": f"/v2/queues/{queue_name}/messages?"
                       + urlencode(query)})
     return respond(200, {"messages": [message_view(queue_name, m) for m in found],
@@ -69,9 +81,7 @@ def delete_messages(call, queue_name):
                          "in the request, to be able to delete.")
     if pop is not None:
         popped = messages.pop(call.ctx, queue_name, pop)
-        return respond(200, {"messages": [
-            {"id": m.id, "age": m.age, "ttl": m.ttl, "body": m.body,
-             "claim_id": m.claim_id, "claim_count": m.claim_count} for m in popped]})
+        return respond(200, {"messages": [popped_view(m) for m in popped]})
     messages.delete_many(call.ctx, queue_name, ids, param_list(call.params, "claim_ids"))
     return respond(204)
 
