@@ -21,7 +21,7 @@ import boto3
 from chalice.cli.factory import CLIFactory
 from chalice.local import ChaliceRequestHandler, create_local_server
 
-from local import dynamodb_local
+from local import dynamodb_local, websocket_server
 from local.stage import PROJECT_DIR, stage_environment
 from local.triggers import start_triggers, stop_triggers
 
@@ -148,16 +148,8 @@ def create_http_server(app, config, host, port):
 
 
 def serve_websockets(app, host, port):
-    """Hook for the websocket API (Zaqar's port 9000).
-
-    TODO: when the app registers websocket handlers, serve them here with the
-    `websockets` library: turn connect/message/disconnect into API-Gateway
-    shaped events for app.websocket_handlers, and rebind
-    app.websocket_api.send/close to the local sockets (see stack-notes).
-    """
-    if app.websocket_handlers:
-        log.warning("the app has websocket handlers but the local runner does not "
-                    "serve websockets yet (would be ws://%s:%s)", host, port)
+    """Serve the app's websocket handlers (Zaqar's port 9000), in the background."""
+    return websocket_server.serve(app, host, port)
 
 
 def raise_keyboard_interrupt(signum, frame):
