@@ -13,12 +13,20 @@ import uuid
 
 from botocore.exceptions import ClientError
 from chalice.app import DynamoDBEventConfig, ScheduledEventConfig
-from chalice.local import LambdaContext
+from chalice import local as chalice_local
 
 from local.event_filters import matches_any
 
 log = logging.getLogger("local.triggers")
 ACCOUNT_ID = "123456789012"
+
+
+class LambdaContext(chalice_local.LambdaContext):
+    """Chalice's local context, but counting time as the Lambda runtime does:
+    whole milliseconds, never below 0 (Chalice's gives a float)."""
+
+    def get_remaining_time_in_millis(self):
+        return max(0, int(super().get_remaining_time_in_millis()))
 
 
 def context_factory(config, name):
