@@ -36,7 +36,7 @@ def parse_args(argv=None):
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8888, help="HTTP API port (0: any free port)")
     parser.add_argument("--ws-port", type=int, default=9000,
-                        help="websocket API port (not served yet, see serve_websockets)")
+                        help="websocket API port (0: any free port)")
     parser.add_argument("--dynamodb-port", type=int, default=8000,
                         help="DynamoDB Local port (0: any free port)")
     parser.add_argument("--data-dir", default=".local/data",

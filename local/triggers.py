@@ -9,6 +9,7 @@ import datetime
 import functools
 import logging
 import threading
+import time
 import uuid
 
 from botocore.exceptions import ClientError
@@ -19,6 +20,9 @@ from local.event_filters import matches_any
 
 log = logging.getLogger("local.triggers")
 ACCOUNT_ID = "123456789012"
+# Shards change rarely (when one closes, its child opens): listing them on
+# every poll doubled the idle load on DynamoDB Local.
+SHARD_CHECK_SECONDS = 5
 
 
 class LambdaContext(chalice_local.LambdaContext):
@@ -139,6 +143,7 @@ class StreamPoller(_Worker):
         self.iterators = {}  # shard id -> iterator; shards still being read
         self.seen_shards = set()
         self.delivered = {}  # shard id -> last sequence number handed to the handler
+        self.check_shards_at = 0  # time.monotonic() of the next shard listing
 
     def _shards(self):
         shards, start = [], {}
@@ -191,6 +196,7 @@ class StreamPoller(_Worker):
             self.iterators[shard_id] = page["NextShardIterator"]
         else:
             del self.iterators[shard_id]  # closed and read to its end
+            self.check_shards_at = 0  # its child shard is open: find it now
         return records
 
     def _deliver(self, records):
@@ -215,7 +221,9 @@ class StreamPoller(_Worker):
 
     def step(self):
         try:
-            self._discover_shards()
+            if time.monotonic() >= self.check_shards_at:
+                self.check_shards_at = time.monotonic() + SHARD_CHECK_SECONDS
+                self._discover_shards()
             for shard_id in list(self.iterators):
                 records = [lambda_record(record, self.source.stream_arn)
                            for record in self._read(shard_id)]
