@@ -10,6 +10,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8888
 DATA_DIR ?= .local/data
 STAGE ?= dev
+WS_PORT ?= 9000
 DYNAMODB_PORT ?= 8000
 PYTEST_ARGS ?= -n 2
 
@@ -20,7 +21,7 @@ DYNAMODB_STAMP := .local/dynamodb/.installed
 .PHONY: run test
 
 run: $(VENV_STAMP) $(DYNAMODB_STAMP)
-	$(VENV)/bin/python -m local.runner --host $(HOST) --port $(PORT) \
+	$(VENV)/bin/python -m local.runner --host $(HOST) --port $(PORT) --ws-port $(WS_PORT) \
 		--dynamodb-port $(DYNAMODB_PORT) --data-dir $(DATA_DIR) --stage $(STAGE)
 
 test: $(VENV_STAMP) $(DYNAMODB_STAMP)
