@@ -14,7 +14,7 @@ from chalicelib.rest import add_method_fallbacks
 from chalicelib.rest import messages, meta, queues, subscriptions
 from chalicelib.storage import stats, sweeper
 from chalicelib.storage.models import MessageRecord
-from chalicelib.websocket import protocol
+from chalicelib.websocket import protocol, push
 
 app = Chalice(app_name="zaqar-serverless")
 app.register_blueprint(meta.bp)
@@ -64,8 +64,10 @@ def retry_notifications(event):
 
 
 # Zaqar's websocket API on API Gateway's WebSocket API: each handler hands
-# its event to chalicelib/websocket, which answers through app.websocket_api.
+# its event to chalicelib/websocket, which answers through app.websocket_api,
+# as notification delivery pushes to subscribed connections.
 app.experimental_feature_flags.update(["WEBSOCKETS"])
+push.use(app.websocket_api)
 
 
 @app.on_ws_connect()

@@ -11,6 +11,7 @@ from pynamodb.attributes import UnicodeSetAttribute
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from chalicelib import clock
+from chalicelib.storage import subscriptions as subscription_store
 from chalicelib.storage.models import ConnectionRecord
 from chalicelib.storage.retry import condition_failed, retrying
 
@@ -66,16 +67,16 @@ def remember_subscription(connection_id, queue_name, subscription_id):
 
 
 def forget(connection_id):
-    """Remove the connection; returns (project, [(queue, subscription id)])
-    of the subscriptions it made, for the caller to delete."""
+    """Remove the connection, and the subscriptions it made."""
     _bound.pop(connection_id, None)
     try:
         record = retrying(Connection.get, connection_id, consistent_read=True)
     except DoesNotExist:
-        return None, []
+        return
+    for entry in record.subscriptions or ():
+        queue_name, subscription_id = entry.split("/", 1)
+        subscription_store.delete(record.project, queue_name, subscription_id)
     retrying(record.delete)
-    made = [tuple(entry.split("/", 1)) for entry in sorted(record.subscriptions or ())]
-    return record.project, made
 
 
 def send(websocket_api, connection_id, data):

@@ -6,11 +6,15 @@ shapes the answer the websocket way: (status, body), with messages as
 """
 import json
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
-from chalicelib.actions import claims, health, messages, queues
-from chalicelib.errors import BadRequest, Forbidden, NotFound, ServiceUnavailable
+from chalicelib import clock
+from chalicelib.actions import claims, health, messages, queues, subscriptions
+from chalicelib.errors import BadRequest, Conflict, Forbidden, NotFound, ServiceUnavailable
 from chalicelib.rest.meta import ADMIN_RESOURCES, HOME
+from chalicelib.rest.subscriptions import subscription_view
 from chalicelib.validation import Context
+from chalicelib.websocket import push
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,32 @@ def queue_delete(call):
     return 204, f"Queue {name} removed."
 
 
+def _edge(record, now):
+    created = datetime.fromtimestamp(record.created / 1000, timezone.utc)
+    return {"id": record.message_id, "age": max(0, (now - record.created) // 1000),
+            "created": created.strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
+def queue_get_stats(call):
+    name = call.body["queue_name"]
+    counts, oldest, newest = queues.stats(call.ctx, name)
+    shown, now = dict(counts), clock.now_ms()
+    if oldest is not None:
+        shown["oldest"] = _edge(oldest, now)
+    if newest is not None:
+        shown["newest"] = _edge(newest, now)
+    # Zeros for a missing queue, as over REST, but with 404 (§10.3).
+    metadata, _ = messages.load_queue(call.ctx, name)
+    return (404 if metadata is None else 200), {"messages": shown}
+
+
+def queue_purge(call):
+    resource_types = call.body.get("resource_types")
+    queues.purge(call.ctx, call.body["queue_name"],
+                 None if resource_types is None else {"resource_types": resource_types})
+    return 204, {}
+
+
 # -- messages ---------------------------------------------------------------
 
 def message_post(call):
@@ -174,6 +204,49 @@ def claim_delete(call):
     return 204, f"Claim {claim_id} deleted."
 
 
+# -- subscriptions ----------------------------------------------------------
+
+def subscription_create(call):
+    """Without a subscriber, the connection itself subscribes (§10.4). A
+    subscriber the queue already has is a 409, whether or not confirmed."""
+    name = call.body["queue_name"]
+    document = {key: call.body[key] for key in ("subscriber", "ttl", "options")
+                if key in call.body}
+    try:
+        if "subscriber" in document:
+            subscription_id, created = subscriptions.create(call.ctx, name, document)
+        else:
+            subscription_id, created = push.subscribe(call.ctx, name, call.subscriber,
+                                                      document)
+    except Conflict:
+        created = False
+    if not created:
+        return 409, f"Subscription {name} not created."
+    return 201, {"subscription_id": subscription_id,
+                 "message": f"Subscription {name} created."}
+
+
+def subscription_get(call):
+    found = subscriptions.get(call.ctx, call.body["queue_name"],
+                              call.body["subscription_id"])
+    return 200, subscription_view(found, clock.now_ms())
+
+
+def subscription_list(call):
+    found = subscriptions.list_subscriptions(
+        call.ctx, call.body["queue_name"], marker=call.body.get("marker"),
+        limit=call.body.get("limit"))
+    now = clock.now_ms()
+    return 200, {"subscriptions": [subscription_view(found_one, now)
+                                   for found_one in found]}
+
+
+def subscription_delete(call):
+    subscription_id = call.body["subscription_id"]
+    subscriptions.delete(call.ctx, call.body["queue_name"], subscription_id)
+    return 204, f"Subscription {subscription_id} removed."
+
+
 ACTIONS = {
     "authenticate": authenticate,
     "ping": ping,
@@ -184,6 +257,8 @@ ACTIONS = {
     "queue_create": queue_create,
     "queue_get": queue_get,
     "queue_delete": queue_delete,
+    "queue_get_stats": queue_get_stats,
+    "queue_purge": queue_purge,
     "message_post": message_post,
     "message_list": message_list,
     "message_get": message_get,
@@ -194,4 +269,8 @@ ACTIONS = {
     "claim_get": claim_get,
     "claim_update": claim_update,
     "claim_delete": claim_delete,
+    "subscription_create": subscription_create,
+    "subscription_get": subscription_get,
+    "subscription_list": subscription_list,
+    "subscription_delete": subscription_delete,
 }

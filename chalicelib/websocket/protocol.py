@@ -10,7 +10,7 @@ import logging
 
 from chalicelib.config import get_settings
 from chalicelib.errors import BadRequest, ServiceUnavailable, ZaqarError
-from chalicelib.rest import STORAGE_FAILURES
+from chalicelib.storage.retry import STORAGE_FAILURES
 from chalicelib.validation import make_context, validate
 from chalicelib.websocket import connections, frames, push
 from chalicelib.websocket.dispatch import ACTIONS, Call

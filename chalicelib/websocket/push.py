@@ -4,16 +4,28 @@ A `subscription_create` without a subscriber subscribes the connection: the
 subscription's subscriber is the connection's address in API Gateway's
 management API, `wss://<domain>/<stage>/@connections/<id>`, with
 `?format=msgpack` when the subscribing frame was binary. Users cannot make
-such a subscription themselves (`ws`/`wss` are not subscriber types), so the
-scheme alone tells notification delivery to call `deliver` here.
+such a subscription themselves (`wss` is no subscriber type), so the scheme
+alone tells notification delivery to hand the payload to `deliver`.
 """
 from urllib.parse import quote, unquote, urlsplit
 
+from chalicelib.actions.messages import load_queue
+from chalicelib.notify.transports import DELIVERED, Outcome
+from chalicelib.storage import subscriptions as subscription_store
+from chalicelib.validation import check_queue_name, validate
 from chalicelib.websocket import connections, frames
 
 SCHEME = "wss"
 PATH_PREFIX = "/@connections/"
 MSGPACK_QUERY = "format=msgpack"
+# The app's WebsocketAPI, set by app.py (`use`): a stream-triggered Lambda
+# reaches connections only through it.
+_websocket_api = None
+
+
+def use(websocket_api):
+    global _websocket_api
+    _websocket_api = websocket_api
 
 
 def subscriber(domain_name, stage, connection_id, binary):
@@ -33,13 +45,32 @@ def parse(subscriber_uri):
             parts.query == MSGPACK_QUERY)
 
 
-def deliver(websocket_api, subscriber_uri, notification):
-    """Push one notification: the bare payload, no envelope, encoded as the
-    subscribing frame was. False if the connection is gone; it has then been
-    forgotten, with the subscriptions it made."""
+def subscribe(ctx, queue_name, connection_subscriber, document):
+    """Subscribe a connection to the queue: (subscription id, created). As
+    the subscriptions action does, less the subscriber checks (this address
+    is ours) and the confirmation request (there is nobody to confirm it:
+    Zaqar never confirms these either)."""
+    check_queue_name(queue_name)
+    validate("subscription_fields", document, ctx.settings)
+    load_queue(ctx, queue_name, create=True)
+    subscription, created = subscription_store.create(
+        ctx.project, queue_name, connection_subscriber,
+        document.get("ttl", ctx.settings.default_subscription_ttl),
+        document.get("options") or {})
+    if created:
+        _, _, connection_id, _ = parse(connection_subscriber)
+        connections.remember_subscription(connection_id, queue_name, subscription.id)
+    return subscription.id, created
+
+
+def deliver(subscriber_uri, notification):
+    """Push one notification (notification delivery's Outcome): the bare
+    payload, no envelope, encoded as the subscribing frame was. A connection
+    that is gone is forgotten, with the subscriptions it made."""
     domain_name, stage, connection_id, binary = parse(subscriber_uri)
     # A stream-triggered Lambda has seen no websocket event to learn the
     # management API's address from (configure keeps the first one).
-    websocket_api.configure(domain_name, stage)
-    return connections.send(websocket_api, connection_id,
-                            frames.encode(notification, binary))
+    _websocket_api.configure(domain_name, stage)
+    if connections.send(_websocket_api, connection_id, frames.encode(notification, binary)):
+        return DELIVERED
+    return Outcome(False, reason="the websocket connection is gone")
