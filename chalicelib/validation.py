@@ -112,7 +112,8 @@ def _validator(name, settings):
 
 
 def _describe(error, settings):
-    """The schema's description of a failure; besides the settings it may name
+    """The schema's description of a failure ("x-error-<keyword>" or
+    "x-error"); besides the settings it may name
     {value} (the failing value) and {key} (the member holding it)."""
     schema = error.schema if isinstance(error.schema, dict) else {}
     text = schema.get(f"x-error-{error.validator}", schema.get("x-error"))
@@ -132,7 +133,15 @@ def validate(name, document, settings, error=BadRequest):
                     key=lambda failure: (len(failure.absolute_path),
                                          str(failure.absolute_path)))
     if errors:
-        raise error(_describe(errors[0], settings))
+        raise error(_describe(errors[0], settings), title=_title(errors[0]))
+
+
+def _title(error):
+    """The schema's title for a failure ("x-title-<keyword>" or "x-title"), or
+    None for the error class's own: Zaqar titles a wrongly shaped body
+    "Invalid request body" and a value out of range "Invalid API request"."""
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    return schema.get(f"x-title-{error.validator}", schema.get("x-title"))
 
 
 # -- headers ----------------------------------------------------------------

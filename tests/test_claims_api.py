@@ -85,10 +85,6 @@ def test_claim_rejects_a_bad_body_and_claims_nothing(client, body, description):
     assert listed_ids(client) == ids
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "validation.validate() raises one error class per schema, so shape errors get "
-    "'Invalid API request'; Zaqar titles them 'Invalid request body' (needs an "
-    "x-title schema extension in chalicelib/validation.py)"))
 @pytest.mark.parametrize("method, body", [
     ("POST", []), ("POST", {"ttl": "300"}), ("PATCH", []), ("PATCH", {"grace": "60"})])
 def test_claim_body_shape_errors_are_titled_invalid_request_body(client, method, body):
@@ -351,10 +347,6 @@ def test_an_expired_claim_no_longer_deletes_even_if_nobody_reclaimed(client, clo
     assert call(client, "DELETE", f"{MESSAGES}/{message_id}").status_code == 204
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "storage/claims.py: Claimer.take_from_timers takes the messages of due timers "
-    "in timer (due time) order, before reading at the cursor; after a release and "
-    "an expiry a claim returns [2, 3, 0, 1, 4, 5], not oldest first (pop too)"))
 def test_claims_interleaved_with_expiry_and_release_keep_fifo(client, clock):
     ids = post_messages(client, [{"body": n} for n in range(6)])
     claim(client, {"ttl": 60}, "?limit=2")

@@ -152,8 +152,4 @@ def pop(ctx, queue_name, count):
     metadata, floor = load_queue(ctx, queue_name)
     if metadata is None:
         return []
-    claim_id, taken = claim_store.create(ctx.project, queue_name, floor, ttl=60,
-                                         grace=0, limit=count)
-    if taken:
-        message_store.delete_many(ctx.project, queue_name, [m.id for m in taken])
-    return taken
+    return claim_store.pop(ctx.project, queue_name, floor, count)

@@ -32,8 +32,8 @@ from pynamodb.transactions import TransactWrite
 from chalicelib import clock
 from chalicelib.storage import queues as queue_store
 from chalicelib.storage.messages import (
-    TIMER_KEEP_S, get_records, is_free, message_id_of, position_key, position_of,
-    reserve_positions, scan, to_message)
+    TIMER_KEEP_S, delete_positions, get_records, is_free, message_id_of,
+    position_key, position_of, reserve_positions, scan, to_message)
 from chalicelib.storage.models import (
     CLAIM_PREFIX, STATE_KEY, ClaimRecord, MessageRecord, QueueState, queue_key)
 from chalicelib.storage.retry import condition_failed, retrying
@@ -208,12 +208,14 @@ def move_to_dead_letter(record, dead_letter, now):
 class Claimer:
     """One claim request: finds free messages and takes up to `limit`."""
 
-    def __init__(self, pq, floor, ttl, grace, limit, now, dead_letter=None):
+    def __init__(self, pq, floor, ttl, grace, limit, now, dead_letter=None,
+                 counted=True):
         self.pq, self.floor, self.limit, self.now = pq, floor, limit, now
         self.ttl, self.grace = ttl, grace
         self.expires = now + ttl * 1000
         self.claim_id = new_claim_id(self.expires)
         self.dead_letter = dead_letter
+        self.counted = counted  # a pop holds messages only to delete them
         self.taken = []
 
     @property
@@ -228,7 +230,9 @@ class Claimer:
             move_to_dead_letter(record, self.dead_letter, self.now)
             return False
         actions = _hold(record, self.claim_id, self.expires, self.grace, self.ttl)
-        actions.append(MessageRecord.claim_count.set((MessageRecord.claim_count | 0) + 1))
+        if self.counted:
+            actions.append(
+                MessageRecord.claim_count.set((MessageRecord.claim_count | 0) + 1))
         try:
             retrying(record.update, actions=actions, condition=_free_condition(self.now))
         except UpdateError as exc:
@@ -239,13 +243,21 @@ class Claimer:
         return True
 
     def take_from_timers(self, checked):
-        """Take free messages from due timers; returns the new `checked`."""
-        timers = due_timers(self.pq, checked, self.now)
-        for timer, records in released_by_timers(self.pq, timers, self.now, self.floor):
-            for record in records:
-                if self.full:
-                    return checked  # this timer is not done yet
-                self.take(record)
+        """Take free messages of due timers, oldest first; returns the new
+        `checked`: past every timer whose free messages were all taken."""
+        timers = list(released_by_timers(self.pq, due_timers(self.pq, checked, self.now),
+                                         self.now, self.floor))
+        released = sorted({position_of(r.message_id): r for _, records in timers
+                           for r in records}.items())
+        for _, record in released:
+            if self.full:
+                break
+            self.take(record)
+        taken = {position_of(record.message_id) for record in self.taken}
+        left = {position for position, _ in released} - taken
+        for timer, records in timers:
+            if any(position_of(r.message_id) in left for r in records):
+                break
             checked = timer.sk
         return checked
 
@@ -308,8 +320,29 @@ def create(project, queue, floor, ttl, grace, limit, dead_letter=None):
 
     Returns (claim_id, [Message]); the list is empty when nothing was free.
     """
-    pq = queue_key(project, queue)
-    claimer = Claimer(pq, floor, ttl, grace, limit, clock.now_ms(), dead_letter)
+    return _claim(Claimer(queue_key(project, queue), floor, ttl, grace, limit,
+                          clock.now_ms(), dead_letter))
+
+
+def pop(project, queue, floor, limit):
+    """Remove up to `limit` free messages, oldest first, and return them.
+
+    They are held, like a claim that does not count, and then deleted. The
+    hold's claim record stays: should the deletes not happen, it is the timer
+    that frees the messages again.
+    """
+    claimer = Claimer(queue_key(project, queue), floor, ttl=60, grace=0, limit=limit,
+                      now=clock.now_ms(), counted=False)
+    _, taken = _claim(claimer)
+    if taken:
+        delete_positions(claimer.pq, [message.position for message in taken])
+    for message in taken:
+        message.claim_id = None
+    return taken
+
+
+def _claim(claimer):
+    pq = claimer.pq
     state = load_state(pq)
     checked = claimer.take_from_timers(state.checked or CLAIM_PREFIX)
     cursor = state.cursor or 0
@@ -319,7 +352,8 @@ def create(project, queue, floor, ttl, grace, limit, dead_letter=None):
         record = ClaimRecord(
             pq, claim_key(claimer.claim_id),
             positions=[position_of(r.message_id) for r in claimer.taken],
-            ttl=ttl, grace=grace, updated=claimer.now, expires=claimer.expires,
+            ttl=claimer.ttl, grace=claimer.grace, updated=claimer.now,
+            expires=claimer.expires,
             expires_at=claimer.expires // 1000 + TIMER_KEEP_S)
         retrying(record.save)
     _set_hints(pq, state, max(cursor, state.cursor or 0), checked)

@@ -50,11 +50,15 @@ def list_messages(project, queue, floor, marker=None, limit=10, skip_client=None
     for _, records in claims.released_by_timers(pq, timers, now, floor):
         released += [record for record in records if wanted(record)
                      and position_of(record.message_id) >= start]
-    released.sort(key=lambda record: position_of(record.message_id))
+    scan_from = max(start, state.cursor or 0)
+    # Released messages below the scan's start come first; the scan reads the
+    # others itself (a due timer may name messages the cursor has not passed).
+    released = sorted((record for record in released
+                       if position_of(record.message_id) < scan_from),
+                      key=lambda record: position_of(record.message_id))
     found, last = released[:limit], None
     if len(found) < limit:
-        scanned, last = _scan(pq, max(start, state.cursor or 0),
-                              limit - len(found), wanted)
+        scanned, last = _scan(pq, scan_from, limit - len(found), wanted)
         found += scanned
     if found and (last is None or len(found) == limit):
         last = found[-1].message_id

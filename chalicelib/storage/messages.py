@@ -264,10 +264,13 @@ def _why_refused(project, queue, position, claim_id, now):
 
 def delete_many(project, queue, message_ids):
     """Delete these messages whatever holds them; unknown ids are skipped."""
-    pq = queue_key(project, queue)
     positions = {position_of(message_id) for message_id in message_ids} - {None}
-    records = [MessageRecord(pq, position_key(position)) for position in positions]
-    retrying(batch_write, deletes=records)
+    delete_positions(queue_key(project, queue), positions)
+
+
+def delete_positions(pq, positions):
+    retrying(batch_write, deletes=[MessageRecord(pq, position_key(position))
+                                   for position in positions])
 
 
 def delete_queue_contents(project, queue):
