@@ -195,3 +195,19 @@ def test_purge_route_validates_resource_types_and_empties_the_queue(client, cloc
                             body=json.dumps({"resource_types": ["messages"]}))
     assert done.status_code == 204
     assert free_bodies("pq") == []
+
+
+def test_poison_message_reaches_the_dead_letter_queue_through_the_api(client, clock):
+    h = headers()
+    client.http.put("/v2/queues/jobs", headers=h, body=json.dumps(
+        {"_max_claim_count": 2, "_dead_letter_queue": "jobs-dead",
+         "_dead_letter_queue_messages_ttl": 600}))
+    client.http.post("/v2/queues/jobs/messages", headers=h, body=json.dumps(
+        {"messages": [{"body": "poison"}]}))
+    for _ in range(2):
+        answer = client.http.post("/v2/queues/jobs/claims", headers=h, body="{}")
+        assert answer.status_code == 201
+        client.http.delete(answer.headers["Location"], headers=h)
+    assert client.http.post("/v2/queues/jobs/claims", headers=h, body="{}").status_code == 204
+    moved = client.http.get("/v2/queues/jobs-dead/messages?echo=true", headers=h).json_body
+    assert [(m["body"], m["ttl"]) for m in moved["messages"]] == [("poison", 600)]

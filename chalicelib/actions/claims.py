@@ -24,7 +24,18 @@ def create(ctx, queue_name, document=None, limit=None):
     return claim_store.create(
         ctx.project, queue_name, floor,
         ttl=document.get("ttl", settings.default_claim_ttl),
-        grace=document.get("grace", settings.default_claim_grace), limit=limit)
+        grace=document.get("grace", settings.default_claim_grace), limit=limit,
+        dead_letter=dead_letter_of(ctx, metadata))
+
+
+def dead_letter_of(ctx, metadata):
+    """The queue's dead-letter settings; they act only when both the queue and
+    the claim count are set, as in Zaqar."""
+    queue, max_claims = metadata.get("_dead_letter_queue"), metadata.get("_max_claim_count")
+    if not queue or not isinstance(max_claims, int) or max_claims < 1:
+        return None
+    return claim_store.DeadLetter(ctx.project, queue, max_claims,
+                                  metadata.get("_dead_letter_queue_messages_ttl") or None)
 
 
 def get(ctx, queue_name, claim_id):
