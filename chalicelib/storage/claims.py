@@ -104,15 +104,14 @@ def _records_at(pq, positions):
         found = get_records(pq, positions)
         return [found[p] for p in positions if p in found]
     wanted = set(positions)
-    query = MessageRecord.query(
+    in_range = retrying(lambda: list(MessageRecord.query(
         pq, MessageRecord.sk.between(position_key(low), position_key(high)),
-        consistent_read=True)
-    return [record for record in retrying(list, query)
-            if position_of(record.message_id) in wanted]
+        consistent_read=True)))
+    return [record for record in in_range if position_of(record.message_id) in wanted]
 
 
 def _hold(record, claim_id, expires, grace_s, ttl_s):
-    """Set the claim on a message; the updated record, or None if it was not free."""
+    """The update that puts a message under a claim until `expires`."""
     stretched = expires + grace_s * 1000
     actions = [MessageRecord.claim_id.set(claim_id),
                MessageRecord.claim_expires.set(expires)]
@@ -129,9 +128,10 @@ def due_timers(pq, checked, now, limit=MOST_TIMERS_PER_CLAIM):
     upper = f"{CLAIM_PREFIX}{now:012x}ffffffff"
     if checked >= upper:
         return []
-    timers = ClaimRecord.query(pq, ClaimRecord.sk.between(checked, upper),
-                               consistent_read=True, page_size=25, limit=limit + 1)
-    return [timer for timer in retrying(list, timers) if timer.sk != checked][:limit]
+    timers = retrying(lambda: list(ClaimRecord.query(
+        pq, ClaimRecord.sk.between(checked, upper), consistent_read=True,
+        page_size=25, limit=limit + 1)))
+    return [timer for timer in timers if timer.sk != checked][:limit]
 
 
 def hold_ends(pq, timer):
