@@ -1,0 +1,324 @@
+"""DynamoDB work per API call, at queue depths 100 and 100,000 with the
+oldest half of the messages claimed, on DynamoDB Local.
+
+    .venv/bin/python -m bench.cost            # ~5-8 minutes on 2 cores
+
+Calls go through the actions layer (chalicelib/actions, the code every
+transport calls), with a Context as the REST layer builds it; stats, which has
+no action yet, is what its route would do: the queue get plus
+storage.stats.queue_stats. The counters stats reads are kept from the real
+stream of the messages table (read from DynamoDB Local, applied in the
+handler's batches of 500), and that handler's own work is shown too.
+
+Each depth runs warm-up rounds, then measured rounds; a round moves the
+app's clock 20 s forward and does what producers and consumers do:
+
+  post 10 | list 20 | claim 10 (ttl 60) | get claim | renew | delete the 10 by
+  ids | claim 10 | delete those one by one with the claim id | post 10 |
+  stream -> stats counters | stats | one bare PutItem of the same size
+
+so the depth and the claimed half stay where they were, and claims of
+earlier rounds fall due (60 s) as they would in steady use: claimers and
+lists then also read those timers, which is part of the steady-state cost.
+"""
+import sys
+import time
+from collections import defaultdict
+
+from bench import common
+
+DEPTHS = (100, 100_000)
+WARMUP_ROUNDS = 4
+MEASURED_ROUNDS = 20
+ROUND_STEP_S = 20
+CLAIM = {"ttl": 60, "grace": 60}
+PROJECT = "bench"
+PRICE_WRU = 0.625 / 1e6   # $ per WRU, on demand, us-east-1 (platform-limits.md)
+PRICE_RRU = 0.125 / 1e6
+
+ROWS = [
+    ("post 10", 1), ("list 20", 1), ("list 20, own client id (echo off)", 1),
+    ("list 20, storage cursor path", 1), ("claim 10", 1), ("get claim", 1),
+    ("renew claim", 1), ("delete 10 by ids", 1), ("delete 1 with claim id", 1),
+    ("stats", 1), ("stream -> stats counters, per round", 1), ("bare PutItem", 1),
+]
+
+
+def dollars(usage):
+    return usage.wru * PRICE_WRU + usage.rru * PRICE_RRU
+
+
+class Recorder:
+    """DynamoDB work and wall time per call name."""
+
+    def __init__(self, meter):
+        self.meter = meter
+        self.usage = defaultdict(common.Usage)
+        self.calls = defaultdict(int)
+        self.seconds = defaultdict(list)
+        self.returned = defaultdict(list)  # messages a list or claim returned
+        self.on = False
+
+    def call(self, name, function, returned=None):
+        with self.meter.measure() as measured:
+            result = function()
+        if self.on:
+            self.usage[name] = self.usage[name] + measured.usage
+            self.calls[name] += 1
+            self.seconds[name].append(measured.seconds)
+            if returned is not None:
+                self.returned[name].append(returned(result))
+        return result
+
+    def average(self, name):
+        return self.usage[name].scaled(1 / self.calls[name]) if self.calls[name] else None
+
+
+def bench_depth(depth, body, reader, clock, meter):
+    from bench import workload
+    from chalicelib.actions import claims as claim_actions
+    from chalicelib.actions import messages as message_actions
+    from chalicelib.storage import listing
+    from chalicelib.storage import queues as queue_store
+    from chalicelib.storage import stats as stats_store
+    from chalicelib.storage.models import MessageRecord
+
+    queue = f"depth-{depth}"
+    producer = workload.context(PROJECT, workload.PRODUCER)
+    consumer = workload.context(PROJECT, workload.CONSUMER)
+    print(f"== depth {depth:,} (queue {queue}) ==")
+
+    with meter.measure() as fill:
+        fill_seconds = workload.fill_queue(PROJECT, queue, depth, body)
+    print(f"fill: {depth:,} messages posted through storage.messages.post "
+          f"({workload.POST_CHUNK} per post, 8 threads) in {fill_seconds:.1f} s "
+          f"= {depth / fill_seconds:,.0f} msg/s; {fill.usage.breakdown()}; "
+          f"WRU {fill.usage.wru:,.0f}")
+    with meter.measure() as held:
+        groups_s, cursor_s, cursor_claims = workload.claim_oldest_half(PROJECT, queue, depth)
+    print(f"claim the oldest half ({depth // 2:,}): {groups_s:.1f} s in parallel claims "
+          f"of 20 + {cursor_s:.1f} s for {cursor_claims} real claims moving the cursor; "
+          f"{held.usage.breakdown()}; WRU {held.usage.wru:,.0f}, RRU {held.usage.rru:,.0f}")
+    with meter.measure() as fed:
+        records = workload.feed_stats(reader)
+    print(f"stream -> stats counters: {records:,} records in {fed.seconds:.1f} s; "
+          f"{fed.usage.breakdown()}; WRU {fed.usage.wru:,.0f}, RRU {fed.usage.rru:,.0f}")
+    _, floor = queue_store.get_with_floor(PROJECT, queue)
+    counts, oldest, newest = stats_store.queue_stats(PROJECT, queue, floor)
+    print(f"stats after the fill: {counts}")
+
+    bare_item = workload._sample_record(body, claimed=False).serialize()
+    bare_item["pq"] = {"S": "bench/bare-puts"}
+    bare_client = MessageRecord._get_connection().connection.client
+    sequence = iter(range(10 ** 9))
+
+    def bare_put():
+        # Not an "m#" key: the stats handler must not count these.
+        bare_item["sk"] = {"S": f"b#{next(sequence):016x}"}
+        bare_client.put_item(TableName=MessageRecord.Meta.table_name, Item=bare_item)
+
+    def stats_call():
+        metadata, floor = queue_store.get_with_floor(PROJECT, queue)
+        return stats_store.queue_stats(PROJECT, queue, floor)
+
+    document = {"messages": [{"body": body, "ttl": 3600} for _ in range(10)]}
+    recorder = Recorder(meter)
+    short_claims = 0
+    for round_number in range(WARMUP_ROUNDS + MEASURED_ROUNDS):
+        recorder.on = round_number >= WARMUP_ROUNDS
+        clock.advance(ROUND_STEP_S)
+        call = recorder.call
+        call("post 10", lambda: message_actions.post(producer, queue, document))
+        found = lambda result: len(result[0])  # noqa: E731  (messages, marker, ...)
+        call("list 20", lambda: message_actions.list_messages(consumer, queue, limit=20),
+             found)
+        call("list 20, own client id (echo off)",
+             lambda: message_actions.list_messages(producer, queue, limit=20), found)
+        call("list 20, storage cursor path",
+             lambda: listing.list_messages(PROJECT, queue, floor, limit=20,
+                                           skip_client=workload.CONSUMER), found)
+        taken_count = lambda result: len(result[1])  # noqa: E731  (claim id, messages)
+        claim_id, taken = call("claim 10", lambda: claim_actions.create(
+            consumer, queue, dict(CLAIM), limit=10), taken_count)
+        call("get claim", lambda: claim_actions.get(consumer, queue, claim_id))
+        call("renew claim", lambda: claim_actions.update(consumer, queue, claim_id, dict(CLAIM)))
+        call("delete 10 by ids", lambda: message_actions.delete_many(
+            consumer, queue, [message.id for message in taken]))
+        second_id, second = call("claim 10", lambda: claim_actions.create(
+            consumer, queue, dict(CLAIM), limit=10), taken_count)
+        for message in second:
+            call("delete 1 with claim id", lambda: message_actions.delete(
+                consumer, queue, message.id, claim_id=second_id))
+        short_claims += (len(taken) < 10) + (len(second) < 10)
+        call("post 10", lambda: message_actions.post(producer, queue, document))
+        call("stream -> stats counters, per round", lambda: workload.feed_stats(reader))
+        call("stats", stats_call)
+        call("bare PutItem", bare_put)
+    for _ in range(30):  # more samples of the reference
+        call("bare PutItem", bare_put)
+    if short_claims:
+        print(f"WARNING: {short_claims} claims took fewer than 10 messages")
+    counts, oldest, newest = stats_call()
+    print(f"stats after the rounds: {counts}")
+    sizes = (workload.stored_item_size(PROJECT, queue, oldest.message_id),
+             workload.stored_item_size(PROJECT, queue, newest.message_id))
+    print(f"stored message items: {sizes[0]} bytes claimed (oldest), "
+          f"{sizes[1]} bytes free (newest)")
+    print()
+    return recorder
+
+
+def print_depth(depth, recorder):
+    put_median = common.median(recorder.seconds["bare PutItem"])
+    rows = []
+    for name, _ in ROWS:
+        usage = recorder.average(name)
+        if usage is None:
+            continue
+        wall = common.median(recorder.seconds[name])
+        returned = recorder.returned.get(name)
+        rows.append([name, recorder.calls[name],
+                     round(sum(returned) / len(returned), 1) if returned else None,
+                     round(usage.total_requests, 2),
+                     usage.breakdown(), round(usage.rru, 2), round(usage.wru, 2),
+                     round(usage.failed_conditions, 2), round(usage.index_wru, 2),
+                     round(dollars(usage) * 1e6, 3), round(wall * 1000, 1),
+                     round(wall / put_median, 1)])
+    common.print_table(
+        ["call (average per call)", "calls", "msgs out", "requests", "by operation", "RRU", "WRU",
+         "failed cond.", "index WU", "$/million", "median ms", "x PutItem"],
+        rows, title=f"Per call at depth {depth:,} ({MEASURED_ROUNDS} measured rounds, "
+                    f"after {WARMUP_ROUNDS} warm-up rounds)")
+
+
+def life(recorder):
+    """WRU per message over post 10 -> claim 10 -> delete one by one with the
+    claim id; and what the stream handler adds (20 messages live per round)."""
+    post = recorder.average("post 10").wru / 10
+    claim = recorder.average("claim 10").wru / 10
+    delete = recorder.average("delete 1 with claim id").wru
+    stream = recorder.average("stream -> stats counters, per round").wru / 20
+    return post, claim, delete, stream
+
+
+def contention(meter, body, messages=800):
+    """Claim cost when several consumers claim from one queue at once: each
+    claimer reads the same cursor and races for the same candidates, and a
+    lost race is a failed conditional write (billed, 1 WRU)."""
+    import threading
+    from bench import workload
+    from chalicelib.actions import claims as claim_actions
+    rows = []
+    for threads in (1, 2, 4, 8):
+        queue = f"contention-{threads}"
+        workload.fill_queue(PROJECT, queue, messages, body)
+        consumer = workload.context(PROJECT, workload.CONSUMER)
+        claimed, claims = [], []
+
+        def claimer():
+            while True:
+                _, taken = claim_actions.create(consumer, queue, dict(CLAIM), limit=10)
+                claims.append(len(taken))
+                if not taken:
+                    return
+                claimed.extend(taken)
+
+        with meter.measure() as measured:
+            workers = [threading.Thread(target=claimer) for _ in range(threads)]
+            for worker in workers:
+                worker.start()
+            for worker in workers:
+                worker.join()
+        usage, count = measured.usage, len(claimed)
+        unique = len({message.id for message in claimed})
+        rows.append([threads, len(claims), count, "yes" if unique == count == messages else "NO",
+                     round(usage.total_requests / count, 2), round(usage.rru / count, 2),
+                     round(usage.wru / count, 3), round(usage.failed_conditions / count, 3),
+                     round(1.1 + usage.wru / count + 1, 2),
+                     round(count / measured.seconds, 0)])
+    common.print_table(
+        ["claimers", "claims", "claimed", "each once?", "req/msg", "RRU/msg", "WRU/msg",
+         "failed cond./msg", "life WRU", "msg/s"], rows,
+        title=f"Concurrent claimers (claim 10 through the actions) emptying a queue of "
+              f"{messages} messages; life WRU = post 1.1 + claim + delete 1")
+
+
+def main():
+    global DEPTHS
+    # A quick check of the script itself: python -m bench.cost 100 2000
+    if len(sys.argv) == 3:
+        DEPTHS = tuple(int(arg) for arg in sys.argv[1:])
+    db = common.start_dynamodb()
+    try:
+        run(db)
+    finally:
+        db.stop()
+
+
+def run(db):
+    started = time.perf_counter()
+    common.create_tables()
+    meter = common.install_meter()
+    from bench import workload
+    from chalicelib.storage.models import MessageRecord
+    clock = workload.Clock()
+    body, posted_size, claimed_size = workload.sized_body()
+    print("Engine: DynamoDB Local (in memory) at", db.endpoint)
+    print(common.machine_load())
+    print("Layer: chalicelib.actions (the transport-independent actions); stats via "
+          "queue get + storage.stats.queue_stats (no stats action yet)")
+    print(f"Message: body of {len(common.dumps(body))} bytes of JSON; item as posted "
+          f"{posted_size} B, as claimed {claimed_size} B (computed, names included)")
+    print("botocore clients, one per model class (none shared):",
+          "; ".join("+".join(group) for group in common.client_sharing()))
+    print()
+    reader = common.StreamReader(common.boto_client("dynamodb", db.endpoint),
+                                 common.boto_client("dynamodbstreams", db.endpoint),
+                                 MessageRecord.Meta.table_name)
+    recorders = {}
+    for depth in DEPTHS:
+        recorders[depth] = bench_depth(depth, body, reader, clock, meter)
+    for depth in DEPTHS:
+        print_depth(depth, recorders[depth])
+
+    rows = []
+    for depth in DEPTHS:
+        post, claim, delete, stream = life(recorders[depth])
+        total = post + claim + delete
+        rows.append([f"depth {depth:,}", round(post, 3), round(claim, 3), round(delete, 3),
+                     round(total, 3), "yes" if total <= 3.3 + 1e-9 else "NO",
+                     round(stream, 3), round(total + stream, 3)])
+    common.print_table(
+        ["message life (WRU per message)", "post", "claim", "delete", "total",
+         "<= 3.3?", "+ stream handler", "total with it"],
+        rows, title="One message's life: posted in 10s, claimed in 10s, deleted one by "
+                    "one with the claim id")
+
+    rows = []
+    low, high = DEPTHS
+    low_label, high_label = f"@{low:,}", f"@{high:,}"
+    for name in ("claim 10", "list 20", "list 20, storage cursor path",
+                 "list 20, own client id (echo off)", "stats", "post 10"):
+        a, b = recorders[low].average(name), recorders[high].average(name)
+        ratio = dollars(b) / dollars(a) if dollars(a) else None
+        rows.append([name, round(a.total_requests, 2), round(b.total_requests, 2),
+                     round(a.rru, 2), round(b.rru, 2), round(a.wru, 2), round(b.wru, 2),
+                     round(ratio, 2) if ratio else None,
+                     "yes" if ratio is not None and ratio <= 1.2 else "NO"])
+    common.print_table(
+        ["call", "req " + low_label, "req " + high_label, "RRU " + low_label,
+         "RRU " + high_label, "WRU " + low_label, "WRU " + high_label, "cost ratio",
+         "<= 1.2x?"],
+        rows, title=f"Depth {high:,} vs {low:,} (cost = $ at on-demand prices, "
+                    "RRU and WRU together)")
+    contention(meter, body)
+    empty = sum(recorders[d].usage[n].empty_reads for d in DEPTHS for n in recorders[d].usage)
+    print(f"Note: {empty:,.0f} measured reads reported 0 units (empty Query results); "
+          "they are counted as DynamoDB Local reports them.")
+    clock.restore()
+    print(common.machine_load())
+    print(f"total run time {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

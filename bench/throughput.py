@@ -1,0 +1,197 @@
+"""Messages per second through their whole life, over real HTTP, against the
+local runner (Chalice's local server + DynamoDB Local, in memory).
+
+    .venv/bin/python -m bench.throughput      # ~1-2 minutes
+
+4 producer threads post batches of 10 while 8 worker threads claim 10 and
+delete each claimed message with its claim id, until 2,000 messages have
+been posted and deleted (or 120 s have passed, whatever happens). One
+requests.Session per thread; only 127.0.0.1.
+
+Everything runs on this machine: the client threads, the runner (one Python
+process, a thread per request) and DynamoDB Local (a JVM) share its cores.
+Reference: Zaqar 23.0.1 on Redis carries about 430-520 messages/s on this
+kind of 2-core machine.
+"""
+import threading
+import time
+import uuid
+from collections import defaultdict
+
+import requests
+
+from bench import common
+
+PRODUCERS = 4
+WORKERS = 8
+TOTAL = 2_000
+BATCH = 10
+TIME_LIMIT_S = 120
+QUEUE = "throughput"
+PROJECT = "bench"
+# The same body as bench/cost.py: a message item of about 1 KB.
+BODY = {"event": "bench", "payload": "x" * 809}
+
+
+class Results:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.latency = defaultdict(list)   # operation -> seconds
+        self.statuses = defaultdict(lambda: defaultdict(int))
+        self.posted = 0
+        self.deleted = 0
+        self.first_post = None
+        self.last_delete = None
+        self.errors = []
+
+    def record(self, operation, seconds, status):
+        with self.lock:
+            self.latency[operation].append(seconds)
+            self.statuses[operation][status] += 1
+
+
+def headers():
+    return {"Client-ID": str(uuid.uuid4()), "X-Project-ID": PROJECT,
+            "Content-Type": "application/json"}
+
+
+def timed(results, session, operation, method, url, **kwargs):
+    started = time.perf_counter()
+    answer = session.request(method, url, timeout=30, **kwargs)
+    results.record(operation, time.perf_counter() - started, answer.status_code)
+    return answer
+
+
+def producer(base, results, batches, deadline):
+    session = requests.Session()
+    session.headers.update(headers())
+    document = {"messages": [{"body": BODY, "ttl": 3600} for _ in range(BATCH)]}
+    while time.monotonic() < deadline:
+        with results.lock:
+            if batches["left"] <= 0:
+                return
+            batches["left"] -= 1
+            if results.first_post is None:
+                results.first_post = time.perf_counter()
+        answer = timed(results, session, "post 10", "POST",
+                       f"{base}/v2/queues/{QUEUE}/messages", json=document)
+        if answer.status_code == 201:
+            with results.lock:
+                results.posted += len(answer.json()["resources"])
+        else:
+            with results.lock:
+                batches["left"] += 1  # try that batch again
+                results.errors.append(f"post {answer.status_code} {answer.text[:200]}")
+
+
+def worker(base, results, deadline):
+    session = requests.Session()
+    session.headers.update(headers())
+    claim = {"ttl": 60, "grace": 60}
+    while time.monotonic() < deadline:
+        with results.lock:
+            if results.deleted >= TOTAL:
+                return
+        answer = timed(results, session, "claim 10", "POST",
+                       f"{base}/v2/queues/{QUEUE}/claims?limit=10", json=claim)
+        if answer.status_code == 204:
+            # Nothing free: the operation is recorded apart, and the worker
+            # waits a little as a polling client would.
+            with results.lock:
+                results.latency["claim (empty)"].append(results.latency["claim 10"].pop())
+            time.sleep(0.05)
+            continue
+        if answer.status_code != 201:
+            with results.lock:
+                results.errors.append(f"claim {answer.status_code} {answer.text[:200]}")
+            continue
+        for message in answer.json()["messages"]:
+            # The href carries ?claim_id=...
+            gone = timed(results, session, "delete 1 with claim id", "DELETE",
+                         base + message["href"])
+            with results.lock:
+                if gone.status_code == 204:
+                    results.deleted += 1
+                    results.last_delete = time.perf_counter()
+                else:
+                    results.errors.append(f"delete {gone.status_code} {gone.text[:200]}")
+
+
+def main():
+    started = time.perf_counter()
+    runner = common.Runner()
+    try:
+        base = runner.url
+        print(f"Runner: {base} (python -m local.runner --in-memory, DynamoDB Local), "
+              f"up in {time.perf_counter() - started:.1f} s")
+        print(common.machine_load())
+        setup = requests.Session()
+        setup.headers.update(headers())
+        assert setup.put(f"{base}/v2/queues/{QUEUE}", json={}).status_code in (201, 204)
+        calibrate(base, setup)
+        results = Results()
+        batches = {"left": TOTAL // BATCH}
+        deadline = time.monotonic() + TIME_LIMIT_S
+        threads = ([threading.Thread(target=producer, args=(base, results, batches, deadline))
+                    for _ in range(PRODUCERS)]
+                   + [threading.Thread(target=worker, args=(base, results, deadline))
+                      for _ in range(WORKERS)])
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        report(results, deadline)
+        print(common.machine_load())
+    finally:
+        runner.stop()
+
+
+def calibrate(base, session, seconds=3):
+    """The floor under every request: GET /v2/ping (no DynamoDB call) and GET
+    of the queue (one GetItem) from one thread, for a few seconds each."""
+    for name, url in (("GET /v2/ping (no DynamoDB call)", f"{base}/v2/ping"),
+                      ("GET /v2/queues/<q> (one GetItem)", f"{base}/v2/queues/{QUEUE}")):
+        latencies, stop = [], time.perf_counter() + seconds
+        while time.perf_counter() < stop:
+            started = time.perf_counter()
+            session.get(url, timeout=10)
+            latencies.append(time.perf_counter() - started)
+        print(f"{name}: p50 {common.median(latencies) * 1000:.1f} ms, "
+              f"{len(latencies) / seconds:.0f} requests/s from one thread")
+
+
+def report(results, deadline):
+    print(f"{PRODUCERS} producers posting batches of {BATCH}, {WORKERS} workers claiming "
+          f"{BATCH} and deleting each with its claim id; {TOTAL:,} messages")
+    finished = results.deleted >= TOTAL
+    span = (results.last_delete or time.perf_counter()) - results.first_post
+    print(f"posted {results.posted:,}, deleted {results.deleted:,}"
+          + ("" if finished else f"  (STOPPED at the {TIME_LIMIT_S} s limit)"))
+    print(f"whole life (first post to last delete): {span:.1f} s -> "
+          f"{results.deleted / span:,.0f} messages/s "
+          f"(reference: Zaqar 23.0.1 on Redis ~430-520 messages/s)")
+    print()
+    rows = []
+    for operation in ("post 10", "claim 10", "claim (empty)", "delete 1 with claim id"):
+        values = results.latency.get(operation, [])
+        if not values:
+            continue
+        rows.append([operation, len(values)]
+                    + [round(common.percentile(values, p) * 1000, 1) for p in (50, 90, 99)]
+                    + [round(max(values) * 1000, 1),
+                       round(len(values) / span, 1),
+                       " ".join(f"{code}x{n}" for code, n in
+                                sorted(results.statuses[operation].items()))])
+    common.print_table(["operation", "requests", "p50 ms", "p90 ms", "p99 ms", "max ms",
+                        "per s", "statuses"], rows, title="Latency per operation")
+    claims = len(results.latency.get("claim 10", []))
+    if claims:
+        print(f"messages per non-empty claim: {results.deleted / claims:.2f} (limit {BATCH})")
+    if results.errors:
+        print(f"{len(results.errors)} errors, first ones:")
+        for error in results.errors[:5]:
+            print("  ", error)
+
+
+if __name__ == "__main__":
+    main()
