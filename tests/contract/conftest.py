@@ -9,21 +9,18 @@ import moto
 import pytest
 
 from chalicelib import clock as service_clock
-from contract.support import FakeClock, context, models_at, new_project
+from contract.support import (
+    FakeClock, context, models_at, new_project, shared_dynamodb_local)
 from local import dynamodb_local
 from local.tables import create_tables
 
 
 @pytest.fixture(scope="session")
 def dynamodb_local_endpoint():
-    """One in-memory DynamoDB Local per session (per xdist worker). Its
-    tables are created once; tests keep apart by project."""
+    """DynamoDB Local for the session; tests keep apart by project."""
     if not dynamodb_local.java_available():
         pytest.skip("Java is not installed, so DynamoDB Local cannot run")
-    with dynamodb_local.start() as db:
-        with models_at(db.endpoint):
-            create_tables()
-        yield db.endpoint
+    return shared_dynamodb_local()
 
 
 @pytest.fixture(params=["moto", "dynamodb-local"])

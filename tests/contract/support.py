@@ -8,6 +8,7 @@ its whole life. The tests run the same storage code against moto and against
 DynamoDB Local in one process, so they set Meta.host for the duration of a
 test and drop the cached connections on the way in and out.
 """
+import atexit
 import contextlib
 import uuid
 
@@ -17,6 +18,8 @@ from chalicelib.actions import messages
 from chalicelib.config import get_settings
 from chalicelib.storage import models
 from chalicelib.validation import Context
+from local import dynamodb_local
+from local.tables import create_tables
 
 CLIENT_ID = "3381af92-2b9e-11e3-b191-71861300734c"
 
@@ -47,6 +50,23 @@ def models_at(host):
         for meta, host_before in saved:
             meta.host = host_before
         _drop_connections()
+
+
+_shared_server = []
+
+
+def shared_dynamodb_local():
+    """The endpoint of this process's in-memory DynamoDB Local, with the
+    service's tables. Started on first use and stopped when the process
+    exits, so the contract and concurrency tests share one JVM (~200 MB,
+    seconds to start) per pytest worker. The caller checks for Java."""
+    if not _shared_server:
+        server = dynamodb_local.start()
+        atexit.register(server.stop)
+        _shared_server.append(server)
+        with models_at(server.endpoint):
+            create_tables()
+    return _shared_server[0].endpoint
 
 
 def new_project():
