@@ -20,6 +20,7 @@ import logging
 import threading
 import time
 import uuid
+from http import HTTPStatus
 
 from chalice.app import WebsocketDisconnectedError
 from chalice.local import LambdaContext
@@ -100,7 +101,7 @@ class WebsocketServer:
                                          headers=dict(request.headers.raw_items()))
         status = 500 if answer is None else answer.get("statusCode", 200)
         if not 200 <= status < 300:
-            return socket.respond(status, "Forbidden\n")
+            return socket.respond(status, f"{HTTPStatus(status).phrase}\n")
         return None
 
     async def _connection(self, socket):

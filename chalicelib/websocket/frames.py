@@ -4,8 +4,6 @@ msgpack in a binary one)."""
 import base64
 import json
 
-import msgpack
-
 # API Gateway carries at most 128 KB per websocket message, either way.
 MAX_MESSAGE_BYTES = 128 * 1024
 API_VERSION = "v2"
@@ -14,6 +12,14 @@ API_VERSION = "v2"
 class FrameError(Exception):
     """A frame that cannot be read as a request: answered with a 400 frame
     whose body is `{"error": <message>}`."""
+
+
+def _msgpack():
+    # Imported on first use, and not packaged for Lambda: API Gateway closes
+    # a connection that sends a binary frame (code 1003), so msgpack frames
+    # reach the app only where something else serves the websocket (locally).
+    import msgpack
+    return msgpack
 
 
 def _no_constant(name):
@@ -42,7 +48,7 @@ def decode(data, binary):
                          f"message may hold at most {MAX_MESSAGE_BYTES} bytes.")
     try:
         if binary:
-            payload = msgpack.unpackb(data)
+            payload = _msgpack().unpackb(data)
         else:
             payload = json.loads(data, parse_constant=_no_constant)
     except Exception as error:  # any decoder failure is the client's
@@ -55,7 +61,7 @@ def decode(data, binary):
 
 
 def encode(document, binary):
-    return msgpack.packb(document) if binary else json.dumps(document)
+    return _msgpack().packb(document) if binary else json.dumps(document)
 
 
 def echo(payload=None):
