@@ -13,8 +13,8 @@ import time
 import uuid
 
 from botocore.exceptions import ClientError
-from chalice.app import DynamoDBEventConfig, ScheduledEventConfig
 from chalice import local as chalice_local
+from chalice.app import DynamoDBEventConfig, ScheduledEventConfig
 
 from local.event_filters import matches_any
 
@@ -117,11 +117,12 @@ class StreamPoller(_Worker):
 
     The ARN the app registered is mapped, by table name, to the local table's
     LatestStreamArn. Call `prime()` before serving requests: iterators taken
-    later would miss the first writes. Records that match none of the
-    function's `stream_filters` are skipped, as Lambda's FilterCriteria do.
-    A failed batch is retried `max_retries`
-    times, then dropped with an error log, as the deployed event source is
-    configured to do (infra/package.py: MaximumRetryAttempts 5).
+    later would miss the first writes. Failures are handled as the deployed
+    event source is configured to (infra/package.py): records outside the
+    function's `stream_filters` are skipped, a batch that raises is split in
+    two (BisectBatchOnFunctionError), reported item failures are re-delivered
+    (ReportBatchItemFailures), and a record still failing after `max_retries`
+    retries is dropped with an error log (MaximumRetryAttempts 5).
     """
 
     def __init__(self, app, config, source, dynamodb, streams, interval=0.2,
@@ -200,15 +201,21 @@ class StreamPoller(_Worker):
         return records
 
     def _deliver(self, records):
-        """Invoke the handler until the batch succeeds, as Lambda does with
-        ReportBatchItemFailures: a reported failure re-delivers the batch from
-        the earliest failed record on."""
+        """Invoke the handler until the batch succeeds. A reported failure
+        re-delivers the batch from the earliest failed record on; an exception
+        retries each half separately, so one bad record cannot sink the rest."""
         for attempt in range(1, self.max_retries + 2):
             try:
                 failed = failed_sequence_numbers(
                     self.handler({"Records": records}, self.new_context()))
             except Exception:
-                log.exception("stream handler %s failed (attempt %d)", self.source.name, attempt)
+                log.exception("stream handler %s failed on %d records (attempt %d)",
+                              self.source.name, len(records), attempt)
+                if len(records) > 1:
+                    middle = len(records) // 2
+                    self._deliver(records[:middle])
+                    self._deliver(records[middle:])
+                    return
                 continue
             if not failed:
                 return

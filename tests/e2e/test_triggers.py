@@ -115,6 +115,30 @@ def test_a_failed_batch_is_retried(clients, run_triggers):
     assert wait_for(lambda: received.keys() == ["x"])
 
 
+def test_a_batch_that_raises_is_split_so_only_the_bad_record_is_dropped(
+        clients, run_triggers):
+    dynamodb, _ = clients
+    table = f"t-{uuid.uuid4()}"
+    create_streamed_table(dynamodb, table)
+    handled, poison_attempts = [], []
+
+    def handler(event):
+        keys = [record.keys["k"]["S"] for record in event]
+        if "poison" in keys:
+            poison_attempts.append(keys)
+            raise ValueError("cannot handle this record")
+        handled.extend(keys)
+
+    app, _ = tiny_app(table, handler)
+    run_triggers(app)
+    for key in ("a", "poison", "c"):
+        dynamodb.put_item(TableName=table, Item={"k": {"S": key}})
+    assert wait_for(lambda: "c" in handled and ["poison"] in poison_attempts)
+    time.sleep(0.5)
+    assert handled == ["a", "c"]
+    assert poison_attempts.count(["poison"]) == 6  # the first try and 5 retries
+
+
 def test_reported_item_failures_are_delivered_again_from_the_first_failed(
         clients, run_triggers):
     dynamodb, _ = clients
