@@ -189,9 +189,6 @@ def reads_messages(request):
                for value in request.get("ExpressionAttributeValues", {}).values())
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "storage.listing._scan and claims.Claimer.take_from_cursor iterate a "
-    "Query outside retrying(): one throttled page fails the request with 503"))
 @pytest.mark.parametrize("request_kind", ["list", "claim"])
 def test_transient_query_throttling_is_absorbed(client, faults, request_kind):
     post_messages(client, "q", list(range(5)))
@@ -207,10 +204,6 @@ def test_transient_query_throttling_is_absorbed(client, faults, request_kind):
     assert fault.injected == 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "models set max_retry_attempts=1, so pynamodb's batch_write raises PutError "
-    "(no cause, so not transient for storage.retry) at the first UnprocessedItems "
-    "instead of resending them: partial throttling of a BatchWriteItem gives 503"))
 def test_unprocessed_batch_items_are_resent(client, faults):
     fault = faults.add("BatchWriteItem", error="unprocessed", times=1)
     answer = post_messages(client, "q", list(range(5)))

@@ -11,6 +11,7 @@ How claims find free messages without reading held ones is in claims.py.
 import hashlib
 import json
 import random
+import time
 from dataclasses import dataclass
 
 from pynamodb.exceptions import DeleteError, DoesNotExist
@@ -20,7 +21,9 @@ from chalicelib.storage import queues as queue_store
 from chalicelib.storage.models import (
     CLAIM_PREFIX, MESSAGE_PREFIX, STATS_KEY, SWEEP_JOBS_KEY, ClaimRecord,
     MessageRecord, QueueState, SweepJob, queue_key)
-from chalicelib.storage.retry import condition_failed, retrying
+from chalicelib.errors import ServiceUnavailable
+from chalicelib.storage.retry import (
+    ATTEMPTS, STORAGE_FAILURES, backoff, condition_failed, is_transient, retrying)
 
 # A post that has not finished writing this long after reserving its
 # positions gives up (and removes what it wrote): claimers rely on every post
@@ -108,13 +111,31 @@ def reserve_positions(pq, count):
 
 
 def batch_write(items=(), deletes=()):
-    """Write and delete items in BatchWriteItem calls of at most 25, retrying
-    unprocessed items (pynamodb retries them with backoff)."""
-    with MessageRecord.batch_write() as batch:
-        for item in items:
-            batch.save(item)
-        for item in deletes:
-            batch.delete(item)
+    """Put and delete items with BatchWriteItem calls of at most 25.
+
+    Items DynamoDB leaves unprocessed (throttling) are sent again with backoff;
+    ServiceUnavailable if they keep coming back.
+    """
+    connection = MessageRecord._get_connection()
+    requests = ([("put", item.serialize()) for item in items]
+                + [("delete", item._get_keys()) for item in deletes])
+    for start in range(0, len(requests), BATCH_WRITE_MAX):
+        pending = requests[start:start + BATCH_WRITE_MAX]
+        for attempt in range(ATTEMPTS):
+            answer = retrying(
+                connection.batch_write_item,
+                put_items=[item for kind, item in pending if kind == "put"],
+                delete_items=[key for kind, key in pending if kind == "delete"])
+            unprocessed = (answer or {}).get("UnprocessedItems", {}).get(
+                MessageRecord.Meta.table_name, [])
+            if not unprocessed:
+                break
+            pending = [("put", request["PutRequest"]["Item"]) if "PutRequest" in request
+                       else ("delete", request["DeleteRequest"]["Key"])
+                       for request in unprocessed]
+            time.sleep(backoff(attempt))
+        else:
+            raise ServiceUnavailable()
 
 
 def post(project, queue, messages, client_id, enable_checksum=False):
@@ -145,7 +166,7 @@ def post(project, queue, messages, client_id, enable_checksum=False):
         write_within(records + timers, deadline=reserved_at + POST_ABORT_MS)
     except Exception:
         # Take back whatever landed, so the client's retry leaves no duplicate.
-        retrying(batch_write, deletes=records + timers)
+        batch_write(deletes=records + timers)
         raise
     return [record.message_id for record in records]
 
@@ -154,7 +175,7 @@ def write_within(records, deadline):
     for start in range(0, len(records), BATCH_WRITE_MAX):
         if clock.now_ms() > deadline:
             raise TimeoutError("post took too long to write")
-        retrying(batch_write, items=records[start:start + BATCH_WRITE_MAX])
+        batch_write(items=records[start:start + BATCH_WRITE_MAX])
 
 
 def delay_timer(pq, due, positions):
@@ -179,10 +200,28 @@ def get_records(pq, positions, consistent=True):
 
 
 def scan(pq, start, consistent=False, page_size=50):
-    """Message records from position `start` on, in order (lazy)."""
-    return MessageRecord.query(
-        pq, MessageRecord.sk.between(position_key(start), position_key(2 ** 64 - 1)),
-        consistent_read=consistent, page_size=page_size)
+    """Message records from position `start` on, in order (lazy).
+
+    A page that fails transiently is asked for again from the position after
+    the last record read, so a throttled page costs a retry, not the request.
+    """
+    failures = 0
+    while True:
+        try:
+            for record in MessageRecord.query(
+                    pq, MessageRecord.sk.between(position_key(start),
+                                                 position_key(2 ** 64 - 1)),
+                    consistent_read=consistent, page_size=page_size):
+                start = position_of(record.message_id) + 1
+                yield record
+            return
+        except STORAGE_FAILURES as exc:
+            failures += 1
+            if not is_transient(exc):
+                raise
+            if failures >= ATTEMPTS:
+                raise ServiceUnavailable()
+            time.sleep(backoff(failures))
 
 
 def get(project, queue, message_id):
@@ -269,7 +308,7 @@ def delete_many(project, queue, message_ids):
 
 
 def delete_positions(pq, positions):
-    retrying(batch_write, deletes=[MessageRecord(pq, position_key(position))
+    batch_write(deletes=[MessageRecord(pq, position_key(position))
                                    for position in positions])
 
 

@@ -58,12 +58,12 @@ def _sweep(items, is_garbage, budget, stop_at_live=False):
         elif stop_at_live:
             break
         if len(chunk) == BATCH_WRITE_MAX:
-            retrying(batch_write, deletes=chunk)
+            batch_write(deletes=chunk)
             budget.deleted += len(chunk)
             chunk = []
             if budget.spent:
                 return False
-    retrying(batch_write, deletes=chunk)
+    batch_write(deletes=chunk)
     budget.deleted += len(chunk)
     return True
 
