@@ -63,7 +63,10 @@ def bind(connection_id, project):
 
 def remember_subscription(connection_id, queue_name, subscription_id):
     retrying(Connection(connection_id).update, actions=[
-        Connection.subscriptions.add({f"{queue_name}/{subscription_id}"})])
+        Connection.subscriptions.add({f"{queue_name}/{subscription_id}"}),
+        # Should it have been forgotten meanwhile, TTL still reclaims it.
+        Connection.expires_at.set(Connection.expires_at | _expiry(clock.now_ms())),
+    ])
 
 
 def forget(connection_id):

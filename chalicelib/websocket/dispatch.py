@@ -20,11 +20,11 @@ from chalicelib.websocket import push
 @dataclass(frozen=True)
 class Call:
     """One checked request: who asks, the frame's body, and the connection
-    it came on (a subscription without a subscriber subscribes it)."""
+    it came on as a push target (a subscription without a subscriber
+    subscribes it, see push.py)."""
     ctx: Context
     body: dict
-    connection_id: str
-    subscriber: str  # this connection as a push target, see push.py
+    subscriber: str
 
 
 def _message(message):

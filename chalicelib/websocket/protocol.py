@@ -63,7 +63,6 @@ def answer(event, data, binary):
             # Zaqar 23.0.1's answer to a frame for another project.
             return request, 403, {"error": "Not authenticated."}
         call = Call(ctx=ctx, body=payload.get("body", {}),
-                    connection_id=event.connection_id,
                     subscriber=push.subscriber(event.domain_name, event.stage,
                                                event.connection_id, binary))
         status, body = action(call)
