@@ -43,6 +43,10 @@ from chalicelib.storage.retry import condition_failed, retrying
 POST_WINDOW_MS = 30_000
 MOST_READ_PER_CLAIM = 1000
 MOST_TIMERS_PER_CLAIM = 100
+# A claim reads a few more candidates than it needs, so that losing races to
+# other claimers rarely costs another round (and another claim-record write).
+CANDIDATE_MARGIN = 5
+CLAIM_ROUNDS = 3
 
 
 def new_claim_id(expires):
@@ -206,7 +210,13 @@ def move_to_dead_letter(record, dead_letter, now):
 
 
 class Claimer:
-    """One claim request: finds free messages and takes up to `limit`."""
+    """One claim request: finds free messages and takes up to `limit`.
+
+    It reads candidates first, writes the claim record naming them all (so
+    whatever it then takes is covered by a timer, even if it dies half-way or
+    a response is lost), takes them oldest first, and only then moves the
+    hints past what it dealt with.
+    """
 
     def __init__(self, pq, floor, ttl, grace, limit, now, dead_letter=None,
                  counted=True):
@@ -217,18 +227,21 @@ class Claimer:
         self.dead_letter = dead_letter
         self.counted = counted  # a pop holds messages only to delete them
         self.taken = []
+        self.tried = set()  # positions this claim has tried to take
+        self.recorded = False
 
     @property
     def full(self):
         return len(self.taken) >= self.limit
 
     def take(self, record):
-        """Try to hold one free message; True if this claim got it. A message
-        claimed too often goes to the dead-letter queue instead."""
+        """Try to hold one free message. A message claimed too often goes to
+        the dead-letter queue instead."""
+        self.tried.add(position_of(record.message_id))
         if (self.dead_letter is not None
                 and (record.claim_count or 0) >= self.dead_letter.max_claims):
             move_to_dead_letter(record, self.dead_letter, self.now)
-            return False
+            return
         actions = _hold(record, self.claim_id, self.expires, self.grace, self.ttl)
         if self.counted:
             actions.append(
@@ -236,49 +249,74 @@ class Claimer:
         try:
             retrying(record.update, actions=actions, condition=_free_condition(self.now))
         except UpdateError as exc:
-            if condition_failed(exc):
-                return False  # another claimer won it, or it just went away
-            raise
+            if not condition_failed(exc):
+                raise
+            # Another claimer won it, it went away, or our own first attempt
+            # landed and only its answer was lost: look.
+            record = _records_at(self.pq, [position_of(record.message_id)])
+            if not record or record[0].claim_id != self.claim_id:
+                return
+            record = record[0]
         self.taken.append(record)
-        return True
 
-    def take_from_timers(self, checked):
-        """Take free messages of due timers, oldest first; returns the new
-        `checked`: past every timer whose free messages were all taken."""
+    def candidates(self, checked, cursor):
+        """Free messages to try, oldest first: those of due timers, then from
+        the cursor. Returns (candidates, timers read, records read at the cursor)."""
+        wanted = self.limit - len(self.taken) + CANDIDATE_MARGIN
         timers = list(released_by_timers(self.pq, due_timers(self.pq, checked, self.now),
-                                         self.now, self.floor))
+                                          self.now, self.floor))
         released = sorted({position_of(r.message_id): r for _, records in timers
-                           for r in records}.items())
-        for _, record in released:
-            if self.full:
-                break
-            self.take(record)
-        taken = {position_of(record.message_id) for record in self.taken}
-        left = {position for position, _ in released} - taken
+                           for r in records if position_of(r.message_id) not in self.tried}
+                          .items())
+        found = [record for _, record in released][:wanted]
+        named = {position for position, _ in released}  # a timer may name it too
+        read = []
+        if len(found) < wanted:
+            for record in scan(self.pq, max(cursor, self.floor), consistent=True,
+                               page_size=min(100, 2 * wanted + 5)):
+                read.append(record)
+                position = position_of(record.message_id)
+                if (is_free(record, self.now, self.floor)
+                        and position not in self.tried and position not in named):
+                    found.append(record)
+                if len(found) >= wanted or len(read) >= MOST_READ_PER_CLAIM:
+                    break
+        return found, timers, read
+
+    def record(self, records):
+        """Write (or extend) the claim record to cover these messages before
+        any of them is taken: it is their timer."""
+        positions = [position_of(record.message_id) for record in records]
+        if not self.recorded:
+            retrying(ClaimRecord(
+                self.pq, claim_key(self.claim_id), positions=positions,
+                ttl=self.ttl, grace=self.grace, updated=self.now, expires=self.expires,
+                expires_at=self.expires // 1000 + TIMER_KEEP_S).save)
+            self.recorded = True
+        else:
+            retrying(ClaimRecord(self.pq, claim_key(self.claim_id)).update, actions=[
+                ClaimRecord.positions.set(ClaimRecord.positions.append(positions))])
+
+    def checked_after(self, timers, checked):
+        """Past every due timer whose free messages this claim has all tried."""
         for timer, records in timers:
-            if any(position_of(r.message_id) in left for r in records):
+            if any(position_of(r.message_id) not in self.tried for r in records):
                 break
             checked = timer.sk
         return checked
 
-    def take_from_cursor(self, cursor):
-        """Take free messages reading from the cursor; returns the new cursor."""
-        start = max(cursor, self.floor)
-        expected, advancing, read = start, True, 0
-        cursor = start
-        for record in scan(self.pq, start, consistent=True,
-                           page_size=min(100, 2 * self.limit + 5)):
+    def cursor_after(self, read, cursor):
+        """Past the records read at the cursor that are not free (held,
+        expired, gone) or were tried; not past a free one left untried, nor a
+        gap a post may still be writing."""
+        expected = cursor = max(cursor, self.floor)
+        for record in read:
             position = position_of(record.message_id)
             if position > expected and self.now - record.created < POST_WINDOW_MS:
-                advancing = False  # a post may still be writing the gap
-            expected = position + 1
-            if is_free(record, self.now, self.floor):
-                self.take(record)
-            if advancing:
-                cursor = position + 1
-            read += 1
-            if self.full or read >= MOST_READ_PER_CLAIM:
                 break
+            if is_free(record, self.now, self.floor) and position not in self.tried:
+                break
+            expected = cursor = position + 1
         return cursor
 
 
@@ -342,21 +380,22 @@ def pop(project, queue, floor, limit):
 
 
 def _claim(claimer):
-    pq = claimer.pq
-    state = load_state(pq)
-    checked = claimer.take_from_timers(state.checked or CLAIM_PREFIX)
+    state = load_state(claimer.pq)
+    checked = state.checked or CLAIM_PREFIX
     cursor = state.cursor or 0
-    if not claimer.full:
-        cursor = claimer.take_from_cursor(cursor)
-    if claimer.taken:
-        record = ClaimRecord(
-            pq, claim_key(claimer.claim_id),
-            positions=[position_of(r.message_id) for r in claimer.taken],
-            ttl=claimer.ttl, grace=claimer.grace, updated=claimer.now,
-            expires=claimer.expires,
-            expires_at=claimer.expires // 1000 + TIMER_KEEP_S)
-        retrying(record.save)
-    _set_hints(pq, state, max(cursor, state.cursor or 0), checked)
+    for _ in range(CLAIM_ROUNDS):  # another round only when others won races
+        found, timers, read = claimer.candidates(checked, cursor)
+        if found:
+            claimer.record(found)
+            for record in found:
+                if claimer.full:
+                    break
+                claimer.take(record)
+        checked = claimer.checked_after(timers, checked)
+        cursor = claimer.cursor_after(read, cursor)
+        if claimer.full or not found:
+            break
+    _set_hints(claimer.pq, state, max(cursor, state.cursor or 0), checked)
     return claimer.claim_id, [to_message(r, claimer.now) for r in claimer.taken]
 
 
