@@ -4,9 +4,8 @@ oldest half of the messages claimed, on DynamoDB Local.
     .venv/bin/python -m bench.cost            # ~5-8 minutes on 2 cores
 
 Calls go through the actions layer (chalicelib/actions, the code every
-transport calls), with a Context as the REST layer builds it; stats, which has
-no action yet, is what its route would do: the queue get plus
-storage.stats.queue_stats. The counters stats reads are kept from the real
+transport calls), with a Context as the REST layer builds it. The counters
+the stats call reads are kept from the real
 stream of the messages table (read from DynamoDB Local, applied in the
 handler's batches of 500), and that handler's own work is shown too.
 
@@ -78,6 +77,7 @@ def bench_depth(depth, body, reader, clock, meter):
     from bench import workload
     from chalicelib.actions import claims as claim_actions
     from chalicelib.actions import messages as message_actions
+    from chalicelib.actions import queues as queue_actions
     from chalicelib.storage import listing
     from chalicelib.storage import queues as queue_store
     from chalicelib.storage import stats as stats_store
@@ -118,8 +118,7 @@ def bench_depth(depth, body, reader, clock, meter):
         bare_client.put_item(TableName=MessageRecord.Meta.table_name, Item=bare_item)
 
     def stats_call():
-        metadata, floor = queue_store.get_with_floor(PROJECT, queue)
-        return stats_store.queue_stats(PROJECT, queue, floor)
+        return queue_actions.stats(consumer, queue)
 
     document = {"messages": [{"body": body, "ttl": 3600} for _ in range(10)]}
     recorder = Recorder(meter)
@@ -265,8 +264,8 @@ def run(db):
     body, posted_size, claimed_size = workload.sized_body()
     print("Engine: DynamoDB Local (in memory) at", db.endpoint)
     print(common.machine_load())
-    print("Layer: chalicelib.actions (the transport-independent actions); stats via "
-          "queue get + storage.stats.queue_stats (no stats action yet)")
+    print("Layer: chalicelib.actions (the transport-independent actions), with a "
+          "Context as the REST layer builds it")
     print(f"Message: body of {len(common.dumps(body))} bytes of JSON; item as posted "
           f"{posted_size} B, as claimed {claimed_size} B (computed, names included)")
     print("botocore clients, one per model class (none shared):",

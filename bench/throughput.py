@@ -13,6 +13,7 @@ process, a thread per request) and DynamoDB Local (a JVM) share its cores.
 Reference: Zaqar 23.0.1 on Redis carries about 430-520 messages/s on this
 kind of 2-core machine.
 """
+import os
 import threading
 import time
 import uuid
@@ -131,6 +132,13 @@ def main():
         calibrate(base, setup)
         results = Results()
         batches = {"left": TOTAL // BATCH}
+        # Where the CPU goes: this process (the client threads), the runner's
+        # Python process and its DynamoDB Local JVM.
+        processes = {"client (this process)": os.getpid(),
+                     "runner (Python)": runner.process.pid}
+        for pid in common.child_pids(runner.process.pid):
+            processes[f"DynamoDB Local (pid {pid})"] = pid
+        cpu_before = {name: common.cpu_seconds(pid) for name, pid in processes.items()}
         deadline = time.monotonic() + TIME_LIMIT_S
         threads = ([threading.Thread(target=producer, args=(base, results, batches, deadline))
                     for _ in range(PRODUCERS)]
@@ -140,7 +148,10 @@ def main():
             thread.start()
         for thread in threads:
             thread.join()
+        cpu_used = {name: common.cpu_seconds(pid) - cpu_before[name]
+                     for name, pid in processes.items()}
         report(results, deadline)
+        report_cpu(cpu_used, results)
         print(common.machine_load())
     finally:
         runner.stop()
@@ -158,6 +169,19 @@ def calibrate(base, session, seconds=3):
             latencies.append(time.perf_counter() - started)
         print(f"{name}: p50 {common.median(latencies) * 1000:.1f} ms, "
               f"{len(latencies) / seconds:.0f} requests/s from one thread")
+
+
+def report_cpu(cpu_used, results):
+    span = (results.last_delete or time.perf_counter()) - results.first_post
+    rows = [[name, round(seconds, 1), round(seconds / span, 2),
+             round(seconds * 1000 / max(1, results.deleted), 2)]
+            for name, seconds in cpu_used.items()]
+    total = sum(cpu_used.values())
+    rows.append(["all three", round(total, 1), round(total / span, 2),
+                 round(total * 1000 / max(1, results.deleted), 2)])
+    common.print_table(["process", "CPU s", "cores busy", "CPU ms per message"], rows,
+                       title=f"CPU during the run ({os.cpu_count()} cores; other processes "
+                             "on the machine are not counted)")
 
 
 def report(results, deadline):
