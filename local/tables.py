@@ -3,6 +3,8 @@
 On AWS the tables come from the CloudFormation template (infra/); both follow
 the pynamodb models in chalicelib/storage/models.py.
 """
+from pynamodb.exceptions import TableError
+
 from chalicelib.storage.models import ALL_MODELS, TTL_ATTRIBUTE
 
 
@@ -10,7 +12,13 @@ def create_tables():
     for model in ALL_MODELS:
         if model.exists():
             continue
-        model.create_table(billing_mode="PAY_PER_REQUEST", wait=True)
+        try:
+            model.create_table(billing_mode="PAY_PER_REQUEST", wait=True)
+        except TableError as error:
+            # On a busy machine the first CreateTable can outlast the models'
+            # read timeout and still succeed: botocore's retry then finds it.
+            if error.cause_response_code != "ResourceInUseException":
+                raise
         connection = model._get_connection().connection
         connection.client.update_time_to_live(
             TableName=model.Meta.table_name,
