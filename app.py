@@ -47,7 +47,7 @@ def count_messages(event):
 
 
 def _deadline_ms(event):
-    return clock.now_ms() + event.context.get_remaining_time_in_millis()
+    return clock.now_ms() + int(event.context.get_remaining_time_in_millis())
 
 
 @app.on_dynamodb_record(stream_arn=MESSAGES_STREAM_ARN, batch_size=100)

@@ -6,7 +6,8 @@ import json
 import pytest
 
 from chalicelib import clock, config, rest
-from conftest import headers
+from chalicelib.storage import subscriptions as store
+from conftest import PROJECT, headers
 
 QUEUE = "/v2/queues/news"
 WEBHOOK = "http://127.0.0.1:9/hook"  # loopback: the dev stage allows it
@@ -266,3 +267,13 @@ def test_projects_do_not_see_each_others_subscriptions(client):
     assert client.http.get(f"{QUEUE}/subscriptions/{sid}", headers=other).status_code == 404
     listed = client.http.get(f"{QUEUE}/subscriptions", headers=other).json_body
     assert listed["subscriptions"] == []
+
+
+def test_purging_the_queues_subscriptions_frees_their_subscribers(client):
+    # What a purge of "subscriptions" calls (POST /v2/queues/{q}/purge).
+    confirm(client, subscription_id(client, {"subscriber": WEBHOOK}))
+    subscription_id(client, {"subscriber": "mailto:ops@example.com"})
+    store.purge(PROJECT, "news")
+    listed = client.http.get(f"{QUEUE}/subscriptions", headers=headers()).json_body
+    assert listed["subscriptions"] == []
+    assert subscribe(client, {"subscriber": WEBHOOK}).status_code == 201

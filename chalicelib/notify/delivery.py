@@ -43,11 +43,12 @@ def send(subscription, payload, settings):
 
 
 def has_time(deadline_ms, settings):
-    """Whether an attempt started now ends before the deadline."""
-    return clock.now_ms() + settings.webhook_timeout * 1000 + MARGIN_MS <= deadline_ms
+    """Whether an attempt started now ends before the deadline (if any)."""
+    return (deadline_ms is None
+            or clock.now_ms() + settings.webhook_timeout * 1000 + MARGIN_MS <= deadline_ms)
 
 
-def deliver(delivery, settings, deadline_ms, attempts_now=None):
+def deliver(delivery, settings, deadline_ms=None, attempts_now=None):
     """Attempt the delivery until it succeeds, fails for good, must wait for
     a later retry, the deadline (epoch ms) comes, or `attempts_now` attempts
     were made. What is left is saved as pending."""
@@ -95,11 +96,9 @@ def send_confirmation(subscription, project, settings, unsubscribe=False):
         log.error("confirmation of subscription %s not sent: SIGNED_URL_SECRET_KEY "
                   "is not set", subscription.id)
         return
-    now = clock.now_ms()
     ttl = settings.default_subscription_ttl if unsubscribe else subscription.ttl
     payload = payloads.confirmation(subscription.source, subscription.id, project,
-                                    now + ttl * 1000, settings.signed_url_secret_key,
-                                    unsubscribe=unsubscribe)
+                                    clock.now_ms() + ttl * 1000,
+                                    settings.signed_url_secret_key, unsubscribe=unsubscribe)
     policy = retry_policy.effective(subscription.options, {})
-    deliver(Delivery(subscription, payload, policy), settings,
-            deadline_ms=now + settings.webhook_timeout * 1000 + MARGIN_MS, attempts_now=1)
+    deliver(Delivery(subscription, payload, policy), settings, attempts_now=1)

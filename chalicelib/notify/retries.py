@@ -32,7 +32,8 @@ def run(deadline_ms, settings, sleep=time.sleep):
             # Not longer than POLL_S: deliveries saved meanwhile may fall due first.
             sleep(min(POLL_S, (min(item.due for item in pending) - now) / 1000))
             continue
-        with ThreadPoolExecutor(settings.max_notifier_workers) as pool:
+        with ThreadPoolExecutor(settings.max_notifier_workers,
+                                thread_name_prefix="notify-retry") as pool:
             for item in due:
                 pool.submit(_attempt, item, settings, deadline_ms)
 

@@ -42,9 +42,10 @@ def new_message(record):
 def notification(message, metadata):
     delay = None
     if metadata.get("_default_message_delay"):
-        # A delayed message is held from its creation until its delay ends.
-        held = message.claim_expires if message.claim_expires and not message.claim_id else None
-        delay = (int(held) - int(message.created)) // 1000 if held else 0
+        # A delayed message is posted held (an expiry, no claim) until its delay ends.
+        delay = 0
+        if message.claim_expires and not message.claim_id:
+            delay = (int(message.claim_expires) - int(message.created)) // 1000
     return payloads.notification(message.pq.rsplit("/", 1)[1], json.loads(message.body),
                                  int(message.ttl), delay)
 
@@ -86,6 +87,8 @@ def handle(records, deadline_ms, settings):
             if message is None or message.expires <= clock.now_ms():
                 continue
             subscriptions, metadata = targets(message.pq)
+            if not subscriptions:
+                continue
             payload = notification(message, metadata)
         except Exception:
             log.exception("stream record %s: cannot arrange its deliveries", sequence)
@@ -96,7 +99,8 @@ def handle(records, deadline_ms, settings):
                                                                   metadata)))
                        for subscription in subscriptions]
     if deliveries:
-        with ThreadPoolExecutor(settings.max_notifier_workers) as pool:
+        with ThreadPoolExecutor(settings.max_notifier_workers,
+                                thread_name_prefix="notify-stream") as pool:
             running = [(sequence, pool.submit(deliver, delivery, settings, deadline_ms))
                        for sequence, delivery in deliveries]
         for sequence, future in running:

@@ -8,6 +8,7 @@ import functools
 import http.client
 import socket
 import ssl
+import threading
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -87,11 +88,19 @@ def post(url, headers, body, settings):
                    reason=f"POST answered {answer.status} {answer.reason}".strip())
 
 
+_ses_lock = threading.Lock()
+
+
 @functools.lru_cache(maxsize=4)
-def _ses(region):
-    # A session each: creating clients from boto3's shared default session is
-    # not safe from several threads.
+def _new_ses(region):
     return boto3.session.Session().client("ses", region_name=region or None)
+
+
+def _ses(region):
+    # Made once per region, by one thread: a client takes a while to make,
+    # and boto3's shared default session is not safe from several threads.
+    with _ses_lock:
+        return _new_ses(region)
 
 
 def send_mail(sender, address, subject, text, settings):
@@ -101,10 +110,11 @@ def send_mail(sender, address, subject, text, settings):
             Message={"Subject": {"Data": subject, "Charset": "UTF-8"},
                      "Body": {"Text": {"Data": text, "Charset": "UTF-8"}}})
     except ClientError as error:
-        code = error.response["Error"].get("Code", "")
+        details = error.response["Error"]
+        code = details.get("Code", "")
         status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         return Outcome(False, retryable=status >= 500 or code in SES_RETRY_CODES,
-                       reason=f"SES refused the mail: {code} {error.response['Error'].get('Message', '')}".strip())
+                       reason=f"SES refused the mail: {code} {details.get('Message', '')}".strip())
     except BotoCoreError as error:
         return Outcome(False, retryable=True, reason=f"SES did not answer: {error}")
     return DELIVERED
