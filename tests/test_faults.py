@@ -260,11 +260,6 @@ def test_batch_failing_part_way_leaves_nothing_and_retry_stores_once(client, fau
     assert stored_bodies(client, "q") == ["before", *range(30)]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "storage.messages.post makes each 25-message chunk visible as it lands and "
-    "relies on deleting them afterwards: when that clean-up cannot run (the "
-    "table keeps refusing writes, or the Lambda dies between chunks) the first "
-    "chunk of the batch stays visible"))
 def test_batch_interrupted_for_good_leaves_nothing(client, faults):
     faults.add("BatchWriteItem", when=after_the_first())  # clean-up fails too
     assert_unavailable(post_messages(client, "q", list(range(30))))

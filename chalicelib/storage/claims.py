@@ -32,8 +32,9 @@ from pynamodb.transactions import TransactWrite
 from chalicelib import clock
 from chalicelib.storage import queues as queue_store
 from chalicelib.storage.messages import (
-    TIMER_KEEP_S, delete_positions, get_records, is_free, message_id_of,
-    position_key, position_of, reserve_positions, scan, to_message)
+    TIMER_KEEP_S, delete_positions, get_records, is_free, load_state, message_id_of,
+    position_key, position_of, reserve_positions, scan, to_message,
+    unfinished_batches)
 from chalicelib.storage.models import (
     CLAIM_PREFIX, STATE_KEY, ClaimRecord, MessageRecord, QueueState, queue_key)
 from chalicelib.storage.retry import condition_failed, retrying
@@ -70,13 +71,6 @@ def claim_key(claim_id):
 
 def due_of(key):
     return int(key[len(CLAIM_PREFIX):len(CLAIM_PREFIX) + 12], 16)
-
-
-def load_state(pq):
-    try:
-        return retrying(QueueState.get, pq, STATE_KEY, consistent_read=True)
-    except DoesNotExist:
-        return QueueState(pq, STATE_KEY)
 
 
 def load_claim(pq, claim_id):
@@ -147,13 +141,13 @@ def hold_ends(pq, timer):
     return 0 if claim is None else claim.expires
 
 
-def released_by_timers(pq, timers, now, floor):
+def released_by_timers(pq, timers, now, floor, unfinished=frozenset()):
     """For each due timer: the free messages it covers, oldest first."""
     for timer in timers:
         records = []
         if hold_ends(pq, timer) <= now:
             records = [record for record in _records_at(pq, timer.positions)
-                       if is_free(record, now, floor)]
+                       if is_free(record, now, floor, unfinished)]
         yield timer, records
 
 
@@ -229,6 +223,8 @@ class Claimer:
         self.taken = []
         self.tried = set()  # positions this claim has tried to take
         self.recorded = False
+        # Batch tokens of posts still writing, and of all uncommitted posts.
+        self.writing = self.unfinished = frozenset()
 
     @property
     def full(self):
@@ -264,7 +260,7 @@ class Claimer:
         the cursor. Returns (candidates, timers read, records read at the cursor)."""
         wanted = self.limit - len(self.taken) + CANDIDATE_MARGIN
         timers = list(released_by_timers(self.pq, due_timers(self.pq, checked, self.now),
-                                          self.now, self.floor))
+                                          self.now, self.floor, self.unfinished))
         released = sorted({position_of(r.message_id): r for _, records in timers
                            for r in records if position_of(r.message_id) not in self.tried}
                           .items())
@@ -276,7 +272,7 @@ class Claimer:
                                page_size=min(100, 2 * wanted + 5)):
                 read.append(record)
                 position = position_of(record.message_id)
-                if (is_free(record, self.now, self.floor)
+                if (is_free(record, self.now, self.floor, self.unfinished)
                         and position not in self.tried and position not in named):
                     found.append(record)
                 if len(found) >= wanted or len(read) >= MOST_READ_PER_CLAIM:
@@ -307,14 +303,17 @@ class Claimer:
 
     def cursor_after(self, read, cursor):
         """Past the records read at the cursor that are not free (held,
-        expired, gone) or were tried; not past a free one left untried, nor a
-        gap a post may still be writing."""
+        expired, gone, from a post that never committed) or were tried; not
+        past a free one left untried, nor a post that may still be writing."""
         expected = cursor = max(cursor, self.floor)
         for record in read:
             position = position_of(record.message_id)
             if position > expected and self.now - record.created < POST_WINDOW_MS:
+                break  # a gap
+            if record.batch_token in self.writing:
                 break
-            if is_free(record, self.now, self.floor) and position not in self.tried:
+            if (is_free(record, self.now, self.floor, self.unfinished)
+                    and position not in self.tried):
                 break
             expected = cursor = position + 1
         return cursor
@@ -347,7 +346,8 @@ def settle_timers(pq, floor):
     state = load_state(pq)
     checked, cursor = state.checked or CLAIM_PREFIX, state.cursor or 0
     timers = due_timers(pq, checked, now)
-    for timer, records in released_by_timers(pq, timers, now, floor):
+    _, unfinished = unfinished_batches(state, now)
+    for timer, records in released_by_timers(pq, timers, now, floor, unfinished):
         cursor = min([cursor] + [position_of(r.message_id) for r in records])
         checked = timer.sk
     _set_hints(pq, state, cursor, checked)
@@ -381,6 +381,7 @@ def pop(project, queue, floor, limit):
 
 def _claim(claimer):
     state = load_state(claimer.pq)
+    claimer.writing, claimer.unfinished = unfinished_batches(state, claimer.now)
     checked = state.checked or CLAIM_PREFIX
     cursor = state.cursor or 0
     for _ in range(CLAIM_ROUNDS):  # another round only when others won races

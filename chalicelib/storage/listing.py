@@ -29,8 +29,13 @@ def list_messages(project, queue, floor, marker=None, limit=10, skip_client=None
         return [], None  # a bogus marker gives an empty page, as in Zaqar
     start = max(floor, after + 1 if after is not None else 0)
 
+    state = claims.load_state(pq)
+    _, unfinished = claims.unfinished_batches(state, now)
+
     def wanted(record):
         if record.expires <= now or position_of(record.message_id) < floor:
+            return False
+        if record.batch_token in unfinished:
             return False
         if skip_client is not None and record.client_id == skip_client:
             return False
@@ -44,10 +49,9 @@ def list_messages(project, queue, floor, marker=None, limit=10, skip_client=None
         found, last = _scan(pq, start, limit, wanted)
         return [to_message(record, now) for record in found], last
 
-    state = claims.load_state(pq)
     released = []
     timers = claims.due_timers(pq, state.checked or CLAIM_PREFIX, now)
-    for _, records in claims.released_by_timers(pq, timers, now, floor):
+    for _, records in claims.released_by_timers(pq, timers, now, floor, unfinished):
         released += [record for record in records if wanted(record)
                      and position_of(record.message_id) >= start]
     scan_from = max(start, state.cursor or 0)

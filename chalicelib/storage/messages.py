@@ -14,16 +14,17 @@ import random
 import time
 from dataclasses import dataclass
 
-from pynamodb.exceptions import DeleteError, DoesNotExist
+from pynamodb.exceptions import DeleteError, DoesNotExist, UpdateError
 
 from chalicelib import clock
 from chalicelib.storage import queues as queue_store
 from chalicelib.storage.models import (
-    CLAIM_PREFIX, MESSAGE_PREFIX, STATS_KEY, SWEEP_JOBS_KEY, ClaimRecord,
+    CLAIM_PREFIX, MESSAGE_PREFIX, STATE_KEY, STATS_KEY, SWEEP_JOBS_KEY, ClaimRecord,
     MessageRecord, QueueState, SweepJob, queue_key)
 from chalicelib.errors import ServiceUnavailable
 from chalicelib.storage.retry import (
-    ATTEMPTS, STORAGE_FAILURES, backoff, condition_failed, is_transient, retrying)
+    ATTEMPTS, STORAGE_FAILURES, backoff, error_code, condition_failed, is_transient,
+    retrying)
 
 # A post that has not finished writing this long after reserving its
 # positions gives up (and removes what it wrote): claimers rely on every post
@@ -72,11 +73,13 @@ class Message:
         return position_of(self.id)
 
 
-def is_free(record, now, floor=0):
-    """Neither held (by a claim or a delay) nor expired, in this incarnation."""
+def is_free(record, now, floor=0, unfinished=frozenset()):
+    """Neither held (by a claim or a delay) nor expired, in this incarnation,
+    and not part of a post that has not committed."""
     return (record.expires > now and (record.claim_expires is None
                                       or record.claim_expires <= now)
-            and position_of(record.message_id) >= floor)
+            and position_of(record.message_id) >= floor
+            and record.batch_token not in unfinished)
 
 
 def to_message(record, now):
@@ -98,16 +101,50 @@ def queue_floor(project, queue):
 
 # -- post -------------------------------------------------------------------
 
-def reserve_positions(pq, count):
-    """Reserve `count` consecutive positions; returns the first."""
+def reserve_positions(pq, count, batch_token=None, deadline=None):
+    """Reserve `count` consecutive positions; returns the first.
+
+    With a batch token, the same write lists the batch as pending until
+    `deadline`, so readers hide its messages until the post commits.
+    """
     base = random.getrandbits(RANDOM_BASE_BITS)
-    state = QueueState(pq, "s")
+    state = QueueState(pq, STATE_KEY)
     # The first post of a queue also starts the claim cursor at its first
     # position, so claimers do not start with a gap below it.
-    retrying(state.update, actions=[
-        QueueState.counter.set((QueueState.counter | base) + count),
-        QueueState.cursor.set(QueueState.cursor | base + 1)])
+    actions = [QueueState.counter.set((QueueState.counter | base) + count),
+               QueueState.cursor.set(QueueState.cursor | base + 1)]
+    if batch_token is not None:
+        actions.append(QueueState.pending[batch_token].set(deadline))
+    try:
+        retrying(state.update, actions=actions)
+    except UpdateError as exc:
+        if batch_token is None or error_code(exc) != "ValidationException":
+            raise
+        # The queue's first multi-message post: the map must exist first.
+        retrying(state.update, actions=[QueueState.pending.set(
+            QueueState.pending | {})])
+        retrying(state.update, actions=actions)
     return int(state.counter) - count + 1
+
+
+def load_state(pq):
+    try:
+        return retrying(QueueState.get, pq, STATE_KEY, consistent_read=True)
+    except DoesNotExist:
+        return QueueState(pq, STATE_KEY)
+
+
+def unfinished_batches(state, now):
+    """(tokens of posts still writing, tokens of all unfinished posts). A post
+    past its deadline never committed: its messages stay hidden for good."""
+    pending = state.pending.as_dict() if state.pending is not None else {}
+    writing = {token for token, deadline in pending.items() if deadline > now}
+    return frozenset(writing), frozenset(pending)
+
+
+def commit_batch(pq, batch_token):
+    retrying(QueueState(pq, STATE_KEY).update,
+             actions=[QueueState.pending[batch_token].remove()])
 
 
 def batch_write(items=(), deletes=()):
@@ -143,9 +180,15 @@ def post(project, queue, messages, client_id, enable_checksum=False):
 
     `messages` are dicts with body, ttl (s) and delay (s). Delayed messages are
     held until their delay ends, and one timer per post wakes claimers then.
+    The messages of a multi-message post carry a batch token that the queue's
+    state lists as pending while they are written, one BatchWriteItem per 25:
+    readers hide them until the post commits, so a post that fails or dies
+    half-way never shows part of its batch.
     """
     pq = queue_key(project, queue)
-    first = retrying(reserve_positions, pq, len(messages))
+    batch_token = f"{random.getrandbits(32):08x}" if len(messages) > 1 else None
+    deadline = clock.now_ms() + POST_ABORT_MS
+    first = retrying(reserve_positions, pq, len(messages), batch_token, deadline)
     reserved_at = clock.now_ms()
     records, delayed = [], {}
     for offset, message in enumerate(messages):
@@ -156,16 +199,20 @@ def post(project, queue, messages, client_id, enable_checksum=False):
             pq, position_key(position), message_id=message_id_of(position),
             body=body_text, ttl=message["ttl"], created=reserved_at,
             expires=expires, expires_at=expires // 1000 + 1, client_id=client_id,
-            claim_count=0, checksum=checksum(body_text) if enable_checksum else None)
+            claim_count=0, batch_token=batch_token,
+            checksum=checksum(body_text) if enable_checksum else None)
         if message.get("delay"):
             record.claim_expires = reserved_at + message["delay"] * 1000
             delayed.setdefault(record.claim_expires, []).append(position)
         records.append(record)
     timers = [delay_timer(pq, due, positions) for due, positions in delayed.items()]
     try:
-        write_within(records + timers, deadline=reserved_at + POST_ABORT_MS)
+        write_within(records + timers, deadline)
+        if batch_token is not None:
+            commit_batch(pq, batch_token)
     except Exception:
-        # Take back whatever landed, so the client's retry leaves no duplicate.
+        # Take back whatever landed, so the client's retry leaves no duplicate
+        # (if this fails too, the batch stays hidden: it never committed).
         batch_write(deletes=records + timers)
         raise
     return [record.message_id for record in records]
@@ -226,17 +273,8 @@ def scan(pq, start, consistent=False, page_size=50):
 
 def get(project, queue, message_id):
     """One live message, or None."""
-    position = position_of(message_id)
-    floor = queue_floor(project, queue)
-    if position is None or floor is None or position < floor:
-        return None
-    now = clock.now_ms()
-    try:
-        record = retrying(MessageRecord.get, queue_key(project, queue),
-                          position_key(position), consistent_read=True)
-    except DoesNotExist:
-        return None
-    return to_message(record, now) if record.expires > now else None
+    found = get_many(project, queue, [message_id])
+    return found[0] if found else None
 
 
 def get_many(project, queue, message_ids):
@@ -247,9 +285,14 @@ def get_many(project, queue, message_ids):
     if floor is None or not positions:
         return []
     now = clock.now_ms()
-    records = get_records(queue_key(project, queue), positions)
+    pq = queue_key(project, queue)
+    records = get_records(pq, positions)
+    unfinished = frozenset()
+    if any(record.batch_token for record in records.values()):
+        _, unfinished = unfinished_batches(load_state(pq), now)
     return [to_message(records[p], now) for p in positions
-            if p in records and p >= floor and records[p].expires > now]
+            if p in records and p >= floor and records[p].expires > now
+            and records[p].batch_token not in unfinished]
 
 
 # -- deleting ---------------------------------------------------------------

@@ -10,7 +10,7 @@ and a message should stay under 1 KB of overhead-free write units.
 import os
 
 from pynamodb.attributes import (
-    BooleanAttribute, ListAttribute, NumberAttribute, UnicodeAttribute)
+    BooleanAttribute, ListAttribute, MapAttribute, NumberAttribute, UnicodeAttribute)
 from pynamodb.models import Model
 
 
@@ -84,6 +84,9 @@ class MessageRecord(Model):
     claim_expires = NumberAttribute(attr_name="ce", null=True)  # epoch ms
     claim_count = NumberAttribute(attr_name="cc", default=0)
     checksum = UnicodeAttribute(attr_name="md", null=True)
+    # Set on the messages of a multi-message post; hidden while the queue's
+    # state lists the token as pending (see messages.post).
+    batch_token = UnicodeAttribute(attr_name="bt", null=True)
 
 
 class QueueState(Model):
@@ -95,6 +98,8 @@ class QueueState(Model):
     # unless a timer not yet handled covers it; timers up to `checked` are handled.
     cursor = NumberAttribute(attr_name="cu", null=True)
     checked = UnicodeAttribute(attr_name="ck", null=True)
+    # Posts still writing: batch token -> deadline (ms). See messages.post.
+    pending = MapAttribute(attr_name="pd", null=True)
 
 
 class ClaimRecord(Model):

@@ -28,14 +28,14 @@ BASE_DELAY = 0.02
 MAX_DELAY = 0.64
 
 
-def _code(exc):
+def error_code(exc):
     if isinstance(exc, ClientError):
         return exc.response.get("Error", {}).get("Code")
     return getattr(exc, "cause_response_code", None)
 
 
 def is_transient(exc):
-    if _code(exc) in TRANSIENT_CODES or isinstance(exc, BotoCoreError):
+    if error_code(exc) in TRANSIENT_CODES or isinstance(exc, BotoCoreError):
         return True
     # Connection errors and timeouts reach pynamodb as botocore errors.
     return isinstance(getattr(exc, "cause", None), BotoCoreError)
@@ -60,4 +60,4 @@ def retrying(operation, *args, **kwargs):
 
 def condition_failed(exc):
     """True when a write was refused because its condition did not hold."""
-    return _code(exc) == "ConditionalCheckFailedException"
+    return error_code(exc) == "ConditionalCheckFailedException"
