@@ -6,9 +6,9 @@ conditional writes can both pass, and a Query can fail while another thread
 writes. So on moto the requests are made one at a time, which hides none of
 the storage code's own races: those lie between requests.
 
-The clock is the real one: claims last 300 s and each test takes well under
-a minute, so no claim expires while a test runs, and a message that shows up
-in two claims was held by both at once.
+The clock is the real one: claims last 300 s and a test gives up after 90 s,
+so no claim expires while a test runs, and a message that shows up in two
+claims was held by both at once.
 """
 import threading
 import time
