@@ -83,9 +83,16 @@ def load_claim(pq, claim_id):
 
 
 def live_claim(project, queue, claim_id, now=None):
+    """The claim record, if the claim has not ended and belongs to the queue
+    now under this name (a deleted queue's claims end with it)."""
     record = load_claim(queue_key(project, queue), claim_id)
     now = clock.now_ms() if now is None else now
-    return record if record is not None and record.expires > now else None
+    if record is None or record.expires <= now:
+        return None
+    _, floor = queue_store.get_with_floor(project, queue)
+    if floor is None or any(position < floor for position in record.positions):
+        return None
+    return record
 
 
 def is_live(project, queue, claim_id):

@@ -84,10 +84,6 @@ def test_recreated_queue_shows_no_old_message(ctx):
     assert [m.body["n"] for m in taken] == [1000, 1001, 1002]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "storage.claims.get/renew ignore the queue's floor: a claim of a deleted "
-    "queue stays live on the queue created again under its name, and shows the "
-    "old incarnation's messages, which GET .../messages/<id> answers 404 for"))
 def test_claim_of_deleted_queue_is_gone_when_queue_is_recreated(ctx):
     post(ctx, "q", 5)
     old_claim, _ = claims.create(ctx, "q", {"ttl": 300}, limit=5)
