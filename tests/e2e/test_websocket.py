@@ -5,8 +5,6 @@ import asyncio
 import json
 import time
 import uuid
-from pathlib import Path
-from urllib.parse import urlsplit
 
 import msgpack
 import pytest
@@ -22,23 +20,9 @@ from conftest import CLIENT_ID, headers
 PUSH_DEADLINE_S = 1.0
 
 
-def _argument(command_line, name):
-    return command_line[command_line.index(name) + 1]
-
-
-@pytest.fixture(scope="module")
-def ws_url(runner_url):
-    """The websocket URL of the runner that serves `runner_url`, read from its
-    command line. TODO(e2e conftest owner): have the runner fixture yield it."""
-    port = str(urlsplit(runner_url).port)
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            command_line = cmdline.read_bytes().decode().split("\0")
-        except OSError:  # the process ended meanwhile
-            continue
-        if "local.runner" in command_line and _argument(command_line, "--port") == port:
-            return f"ws://127.0.0.1:{_argument(command_line, '--ws-port')}"
-    pytest.fail(f"no local.runner process serves {runner_url}")
+@pytest.fixture
+def ws_url(runner_ws_url):
+    return runner_ws_url
 
 
 @pytest.fixture
