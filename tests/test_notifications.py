@@ -18,6 +18,7 @@ from moto.ses.models import ses_backends
 
 import app as app_module
 from chalicelib import clock, config
+from chalicelib.errors import ServiceUnavailable
 from chalicelib.notify import retries, signing
 from chalicelib.notify import stream as notifications
 from chalicelib.storage import subscriptions as store
@@ -308,6 +309,24 @@ def test_connection_errors_and_timeouts_are_retried(client, notify, receiver, no
     assert last_error.endswith("(4 attempts)")
 
 
+def test_a_failing_subscriber_holds_up_no_one(client, notify, receiver, now, monkeypatch,
+                                              request):
+    monkeypatch.setenv("MAX_NOTIFIER_WORKERS", "1")  # one delivery at a time, in order
+    down = Receiver()
+    request.addfinalizer(down.close)
+    down.answers = [503]
+    subscribe(client, down.url, options={"_retry_policy": POLICY})
+    subscribe(client, receiver.url)
+    post(client, 1, 2, 3)
+    notify()
+    # Its first failure makes its other messages wait for the retry worker.
+    assert [body["body"] for body in down.bodies()] == [1]
+    assert [body["body"] for body in receiver.bodies()] == [1, 2, 3]
+    down.answers = [200]
+    run_retries(now)
+    assert sorted(body["body"] for body in down.bodies()[1:]) == [1, 2, 3]
+
+
 def test_pending_deliveries_of_deleted_subscriptions_are_dropped(client, notify, receiver, now):
     sid = subscribe(client, receiver.url, options={"_retry_policy": POLICY})
     receiver.answers = [500, 200]
@@ -358,7 +377,7 @@ def test_a_queue_whose_subscriptions_cannot_be_read_fails_its_records(
 
     def failing(pq):
         if pq.endswith("/news"):
-            raise store.ServiceUnavailable()
+            raise ServiceUnavailable()
         return real(pq)
     monkeypatch.setattr(store, "list_live", failing)
     answer = client.lambda_.invoke("notify_subscribers", {"Records": records}).payload

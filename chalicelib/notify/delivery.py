@@ -8,7 +8,8 @@ retries, is recorded on its subscription (failure count and last error,
 shown by GET): none is dropped silently.
 """
 import logging
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from chalicelib import clock
@@ -42,18 +43,36 @@ def send(subscription, payload, settings):
         return transports.Outcome(False, reason=str(unsendable))
 
 
-def has_time(deadline_ms, settings):
-    """Whether an attempt started now ends before the deadline (if any)."""
-    return (deadline_ms is None
-            or clock.now_ms() + settings.webhook_timeout * 1000 + MARGIN_MS <= deadline_ms)
+@dataclass
+class Call:
+    """What one function call gives its deliveries: time until `deadline_ms`
+    (epoch ms; None: no limit), up to `attempts` attempts each (None: as
+    many as the policy makes at once), and no attempt for a subscription
+    while it is failing: once an attempt failed and must wait, the others of
+    that subscriber in the call wait too, until its next retry is due
+    (`failing`: subscription id -> epoch ms). So a subscriber that is down or
+    slow holds up the others for one attempt's time at most."""
+    deadline_ms: int = None
+    attempts: int = None
+    failing: dict = field(default_factory=dict)
+
+    def has_time(self, settings):
+        """Whether an attempt started now ends before the deadline."""
+        return (self.deadline_ms is None or clock.now_ms() + settings.webhook_timeout * 1000
+                + MARGIN_MS <= self.deadline_ms)
+
+    def is_failing(self, subscription_id):
+        return self.failing.get(subscription_id, 0) > clock.now_ms()
 
 
-def deliver(delivery, settings, deadline_ms=None, attempts_now=None):
-    """Attempt the delivery until it succeeds, fails for good, must wait for
-    a later retry, the deadline (epoch ms) comes, or `attempts_now` attempts
-    were made. What is left is saved as pending."""
+def deliver(delivery, settings, call):
+    """Attempt the delivery until it succeeds, fails for good or must wait
+    for a later retry, while the call allows. What is left is saved as
+    pending."""
+    subscription_id = delivery.subscription.id
     made = 0
-    while has_time(deadline_ms, settings) and made != attempts_now:
+    while (call.has_time(settings) and made != call.attempts
+           and not call.is_failing(subscription_id)):
         outcome = send(delivery.subscription, delivery.payload, settings)
         made += 1
         delivery.attempts += 1
@@ -65,10 +84,13 @@ def deliver(delivery, settings, deadline_ms=None, attempts_now=None):
             return
         delay = retry_policy.delay_after(delivery.policy, delivery.attempts)
         if delay is None:
+            call.failing[subscription_id] = math.inf
             _give_up(delivery, f"{outcome.reason} ({delivery.attempts} attempts)")
             return
         if delay:
-            _save(delivery, due=clock.now_ms() + delay * 1000)
+            due = clock.now_ms() + delay * 1000
+            call.failing[subscription_id] = due
+            _save(delivery, due)
             return
     _save(delivery, due=clock.now_ms())
 
@@ -101,4 +123,4 @@ def send_confirmation(subscription, project, settings, unsubscribe=False):
                                     clock.now_ms() + ttl * 1000,
                                     settings.signed_url_secret_key, unsubscribe=unsubscribe)
     policy = retry_policy.effective(subscription.options, {})
-    deliver(Delivery(subscription, payload, policy), settings, attempts_now=1)
+    deliver(Delivery(subscription, payload, policy), settings, Call(attempts=1))

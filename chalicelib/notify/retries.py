@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from chalicelib import clock
 from chalicelib.notify import payloads
-from chalicelib.notify.delivery import MARGIN_MS, Delivery, deliver
+from chalicelib.notify.delivery import MARGIN_MS, Call, Delivery, deliver
 from chalicelib.storage import subscriptions as store
 
 log = logging.getLogger("zaqar.notify")
@@ -21,6 +21,7 @@ POLL_S = 1.0
 
 def run(deadline_ms, settings, sleep=time.sleep):
     """Make the deliveries that fall due before the deadline (epoch ms)."""
+    call = Call(deadline_ms)
     last_start = deadline_ms - settings.webhook_timeout * 1000 - MARGIN_MS
     while clock.now_ms() <= last_start:
         pending = store.pending_until(last_start)
@@ -35,13 +36,16 @@ def run(deadline_ms, settings, sleep=time.sleep):
         with ThreadPoolExecutor(settings.max_notifier_workers,
                                 thread_name_prefix="notify-retry") as pool:
             for item in due:
-                pool.submit(_attempt, item, settings, deadline_ms)
+                pool.submit(_attempt, item, settings, call)
 
 
-def _attempt(item, settings, deadline_ms):
+def _attempt(item, settings, call):
     try:
-        # Held until the run ends: nobody else makes this attempt meanwhile.
-        if not store.take_pending(item, deadline_ms - clock.now_ms() + MARGIN_MS):
+        # Held until the run ends: nobody else makes this attempt meanwhile,
+        # and one of a subscriber that failed in this run waits for the next.
+        if not store.take_pending(item, call.deadline_ms - clock.now_ms() + MARGIN_MS):
+            return
+        if call.is_failing(item.subscription_id):
             return
         payload = json.loads(item.payload)
         subscription = store.get_by_key(item.queue, item.subscription_id)
@@ -53,7 +57,7 @@ def _attempt(item, settings, deadline_ms):
         if wanted:
             deliver(Delivery(subscription, payload, json.loads(item.policy),
                              attempts=int(item.attempts), last_error=item.last_error),
-                    settings, deadline_ms)
+                    settings, call)
         store.drop_pending(item)
     except Exception:  # it stays pending: the next run tries again after the lease
         log.exception("pending delivery %s %s failed", item.pq, item.sk)

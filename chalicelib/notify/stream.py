@@ -4,12 +4,15 @@ Each new message in a batch of stream records (an INSERT of an "m#" item
 that was posted, not moved there from a dead-letter source) goes to every
 live subscription of its queue, only the confirmed ones when confirmation is
 required. Deliveries run in a thread pool; those that cannot start before
-the call's time runs out are saved as pending, due at once, for the retry
-worker, so a slow subscriber never holds up a shard.
+the call's time runs out, and those of a subscriber that failed in this
+call, are saved as pending for the retry worker: no subscriber holds up a
+shard.
 
 The answer is Lambda's partial batch response: the records whose deliveries
 could not be arranged (a record that cannot be read, or storage failing),
-which Lambda retries from the earliest on, a bounded number of times.
+which Lambda retries from the earliest on, a bounded number of times. The
+records after one that failed are delivered again then: delivery is at
+least once.
 """
 import json
 import logging
@@ -18,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from chalicelib import clock
 from chalicelib.notify import payloads
 from chalicelib.notify import policy as retry_policy
-from chalicelib.notify.delivery import Delivery, deliver
+from chalicelib.notify.delivery import Call, Delivery, deliver
 from chalicelib.storage import queues as queue_store
 from chalicelib.storage import subscriptions as store
 from chalicelib.storage.models import MESSAGE_PREFIX, MessageRecord
@@ -99,9 +102,10 @@ def handle(records, deadline_ms, settings):
                                                                   metadata)))
                        for subscription in subscriptions]
     if deliveries:
+        call = Call(deadline_ms)
         with ThreadPoolExecutor(settings.max_notifier_workers,
                                 thread_name_prefix="notify-stream") as pool:
-            running = [(sequence, pool.submit(deliver, delivery, settings, deadline_ms))
+            running = [(sequence, pool.submit(deliver, delivery, settings, call))
                        for sequence, delivery in deliveries]
         for sequence, future in running:
             if future.exception() is not None:
