@@ -10,7 +10,8 @@ and a message should stay under 1 KB of overhead-free write units.
 import os
 
 from pynamodb.attributes import (
-    BooleanAttribute, ListAttribute, MapAttribute, NumberAttribute, UnicodeAttribute)
+    BooleanAttribute, ListAttribute, MapAttribute, NumberAttribute, UnicodeAttribute,
+    UnicodeSetAttribute)
 from pynamodb.models import Model
 
 
@@ -168,6 +169,8 @@ class ConnectionRecord(Model):
     project = UnicodeAttribute(attr_name="p", null=True)
     created = NumberAttribute(attr_name="cr")
     expires_at = NumberAttribute(attr_name="x")
+    # The subscriptions it made ("queue/id"): they go when it goes.
+    subscriptions = UnicodeSetAttribute(attr_name="s", null=True)
 
 
 ALL_MODELS = (QueueRecord, MessageRecord, SubscriptionRecord, ConnectionRecord)

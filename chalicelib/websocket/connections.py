@@ -7,12 +7,11 @@ finds it gone (API Gateway sends no $disconnect for some lost connections).
 """
 import boto3
 from chalice.app import WebsocketDisconnectedError
-from pynamodb.attributes import UnicodeSetAttribute
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from chalicelib import clock
 from chalicelib.storage import subscriptions as subscription_store
-from chalicelib.storage.models import ConnectionRecord
+from chalicelib.storage.models import ConnectionRecord as Connection
 from chalicelib.storage.retry import condition_failed, retrying
 
 # API Gateway closes every websocket connection after 2 hours; the record
@@ -22,11 +21,6 @@ LIFETIME_S = 2 * 3600 + 300
 # frame without reading the table. Dropped wholesale when full.
 _bound = {}
 _BOUND_MAX = 10_000
-
-
-class Connection(ConnectionRecord):
-    # TODO(models owner): move into ConnectionRecord and drop this subclass.
-    subscriptions = UnicodeSetAttribute(attr_name="s", null=True)  # "queue/id"
 
 
 def _expiry(now_ms):
