@@ -30,19 +30,6 @@ class Delivery:
     last_error: str = None
 
 
-def send(subscription, payload, settings):
-    """One attempt, by the subscriber's scheme: an Outcome."""
-    try:
-        if urlsplit(subscription.subscriber).scheme.lower() == "mailto":
-            mail = payloads.mail(subscription.subscriber, subscription.options, payload,
-                                 settings)
-            return transports.send_mail(*mail, settings)
-        headers, body = payloads.webhook_request(subscription.options, payload)
-        return transports.post(subscription.subscriber, headers, body, settings)
-    except ValueError as unsendable:  # e.g. no sender, a header that is no header
-        return transports.Outcome(False, reason=str(unsendable))
-
-
 @dataclass
 class Call:
     """What one function call gives its deliveries: time until `deadline_ms`
@@ -93,6 +80,19 @@ def deliver(delivery, settings, call):
             _save(delivery, due)
             return
     _save(delivery, due=clock.now_ms())
+
+
+def send(subscription, payload, settings):
+    """One attempt, by the subscriber's scheme: an Outcome."""
+    try:
+        if urlsplit(subscription.subscriber).scheme.lower() == "mailto":
+            mail = payloads.mail(subscription.subscriber, subscription.options, payload,
+                                 settings)
+            return transports.send_mail(*mail, settings)
+        headers, body = payloads.webhook_request(subscription.options, payload)
+        return transports.post(subscription.subscriber, headers, body, settings)
+    except ValueError as unsendable:  # e.g. no sender, a header that is no header
+        return transports.Outcome(False, reason=str(unsendable))
 
 
 def _give_up(delivery, description):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import boto3
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.notify import targets
@@ -92,20 +93,23 @@ _ses_lock = threading.Lock()
 
 
 @functools.lru_cache(maxsize=4)
-def _new_ses(region):
-    return boto3.session.Session().client("ses", region_name=region or None)
+def _new_ses(region, timeout):
+    # Bounded like a webhook attempt, and tried once: the retry policy retries.
+    config = Config(connect_timeout=timeout, read_timeout=timeout,
+                    retries={"total_max_attempts": 1})
+    return boto3.session.Session().client("ses", region_name=region or None, config=config)
 
 
-def _ses(region):
-    # Made once per region, by one thread: a client takes a while to make,
-    # and boto3's shared default session is not safe from several threads.
+def _ses(settings):
+    # Made once, by one thread: a client takes a while to make, and boto3's
+    # shared default session is not safe from several threads.
     with _ses_lock:
-        return _new_ses(region)
+        return _new_ses(settings.ses_region, settings.webhook_timeout)
 
 
 def send_mail(sender, address, subject, text, settings):
     try:
-        _ses(settings.ses_region).send_email(
+        _ses(settings).send_email(
             Source=sender, Destination={"ToAddresses": [address]},
             Message={"Subject": {"Data": subject, "Charset": "UTF-8"},
                      "Body": {"Text": {"Data": text, "Charset": "UTF-8"}}})
