@@ -9,6 +9,7 @@ and the retry worker's sleep moves it too, so schedules are checked exactly.
 import dataclasses
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import boto3
@@ -278,8 +279,9 @@ def test_a_delivery_out_of_retries_is_recorded(client, notify, receiver, now):
     assert [request["at"] - posted for request in receiver.received] == [0, 0, 1000, 7000]
     found = subscription(client, sid)
     assert found["failed_deliveries"] == 1
-    assert found["last_error"]["description"] == (
-        "POST answered 503 Service Unavailable (4 attempts)")
+    assert found["last_error"] == {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now[0] // 1000)),
+        "description": "POST answered 503 Service Unavailable (4 attempts)"}
     assert store.pending_until(now[0] + 3_600_000) == []
 
 

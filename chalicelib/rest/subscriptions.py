@@ -7,7 +7,6 @@ from chalice import Blueprint
 from chalicelib import clock
 from chalicelib.actions import subscriptions
 from chalicelib.errors import Conflict
-from chalicelib.notify.signing import EXPIRES_FORMAT
 from chalicelib.rest import respond, route
 from chalicelib.validation import param_int, param_text
 
@@ -15,8 +14,9 @@ bp = Blueprint(__name__)
 
 
 def _time(epoch_ms):
+    """ISO 8601, UTC, to the second: 2026-11-29T07:03:41Z."""
     moment = datetime.datetime.fromtimestamp(epoch_ms // 1000, datetime.timezone.utc)
-    return moment.strftime(EXPIRES_FORMAT) + "Z"
+    return moment.isoformat().replace("+00:00", "Z")
 
 
 def subscription_view(subscription, now):
