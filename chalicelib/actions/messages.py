@@ -142,7 +142,22 @@ def delete_many(ctx, queue_name, message_ids, claim_ids=None):
     message_store.delete_many(ctx.project, queue_name, message_ids)
 
 
-def pop(ctx, queue_name, count):
+def delete_or_pop(ctx, queue_name, ids=None, pop=None, claim_ids=None):
+    """A bulk delete names either ids or how many to pop, never both: the
+    popped messages, or None after deleting by ids."""
+    if ids is not None and pop is not None:
+        raise BadRequest("pop and id params cannot be present together in the "
+                         "delete request.")
+    if ids is None and pop is None:
+        raise BadRequest('The request should have either "ids" or "pop" parameter '
+                         "in the request, to be able to delete.")
+    if pop is not None:
+        return pop_messages(ctx, queue_name, pop)
+    delete_many(ctx, queue_name, ids, claim_ids)
+    return None
+
+
+def pop_messages(ctx, queue_name, count):
     """Remove and return up to `count` free messages, oldest first."""
     check_queue_name(queue_name)
     maximum = ctx.settings.max_messages_per_claim_or_pop

@@ -4,7 +4,6 @@ from urllib.parse import urlencode
 from chalice import Blueprint
 
 from chalicelib.actions import claims, messages
-from chalicelib.errors import BadRequest
 from chalicelib.rest import respond, route
 from chalicelib.validation import param_bool, param_int, param_list
 
@@ -71,19 +70,13 @@ def list_messages(call, queue_name):
 
 @route(bp, "/v2/queues/{queue_name}/messages", ["DELETE"])
 def delete_messages(call, queue_name):
-    ids = param_list(call.params, "ids")
-    pop = param_int(call.params, "pop")
-    if ids is not None and pop is not None:
-        raise BadRequest("pop and id params cannot be present together in the "
-                         "delete request.")
-    if ids is None and pop is None:
-        raise BadRequest('The request should have either "ids" or "pop" parameter '
-                         "in the request, to be able to delete.")
-    if pop is not None:
-        popped = messages.pop(call.ctx, queue_name, pop)
-        return respond(200, {"messages": [popped_view(m) for m in popped]})
-    messages.delete_many(call.ctx, queue_name, ids, param_list(call.params, "claim_ids"))
-    return respond(204)
+    popped = messages.delete_or_pop(
+        call.ctx, queue_name, ids=param_list(call.params, "ids"),
+        pop=param_int(call.params, "pop"),
+        claim_ids=param_list(call.params, "claim_ids"))
+    if popped is None:
+        return respond(204)
+    return respond(200, {"messages": [popped_view(m) for m in popped]})
 
 
 @route(bp, "/v2/queues/{queue_name}/messages/{message_id}", ["GET"])

@@ -32,8 +32,8 @@ from pynamodb.transactions import TransactWrite
 from chalicelib import clock
 from chalicelib.storage import queues as queue_store
 from chalicelib.storage.messages import (
-    TIMER_KEEP_S, delete_positions, get_records, is_free, load_state, message_id_of,
-    position_key, position_of, reserve_positions, scan, to_message,
+    TIMER_KEEP_S, delete_positions, get_records, hex_number, is_free, load_state,
+    message_id_of, position_key, position_of, reserve_positions, scan, to_message,
     unfinished_batches)
 from chalicelib.storage.models import (
     CLAIM_PREFIX, STATE_KEY, ClaimRecord, MessageRecord, QueueState, queue_key)
@@ -56,13 +56,7 @@ def new_claim_id(expires):
 
 
 def is_claim_id(text):
-    if not isinstance(text, str) or len(text) != 20:
-        return False
-    try:
-        int(text, 16)
-    except ValueError:
-        return False
-    return True
+    return hex_number(text, 20) is not None
 
 
 def claim_key(claim_id):

@@ -38,14 +38,19 @@ def position_key(position):
     return f"{MESSAGE_PREFIX}{position:016x}"
 
 
-def position_of(message_id):
-    """The position a message id names, or None for a malformed id."""
-    if not isinstance(message_id, str) or len(message_id) != 16:
+def hex_number(text, digits):
+    """The number `text` writes in exactly `digits` hex digits, else None."""
+    if not isinstance(text, str) or len(text) != digits:
         return None
     try:
-        return int(message_id, 16)
+        return int(text, 16)
     except ValueError:
         return None
+
+
+def position_of(message_id):
+    """The position a message id names, or None for a malformed id."""
+    return hex_number(message_id, 16)
 
 
 def message_id_of(position):

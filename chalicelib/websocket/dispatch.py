@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 
 from chalicelib import clock
 from chalicelib.actions import claims, health, messages, queues, subscriptions
-from chalicelib.errors import BadRequest, Conflict, Forbidden, NotFound, ServiceUnavailable
+from chalicelib.errors import Conflict, Forbidden, NotFound, ServiceUnavailable
 from chalicelib.rest.meta import ADMIN_RESOURCES, HOME
 from chalicelib.rest.subscriptions import subscription_view
 from chalicelib.validation import Context
@@ -160,19 +160,12 @@ def message_delete(call):
 
 def message_delete_many(call):
     body = call.body
-    ids, pop = body.get("message_ids"), body.get("pop")
-    # TODO(actions owner): these two checks are DELETE .../messages's too;
-    # once they live in actions.messages, call them from both transports.
-    if ids is not None and pop is not None:
-        raise BadRequest("pop and id params cannot be present together in the "
-                         "delete request.")
-    if ids is None and pop is None:
-        raise BadRequest('The request should have either "ids" or "pop" parameter '
-                         "in the request, to be able to delete.")
-    if pop is not None:
-        return 200, {"messages": _messages(messages.pop(call.ctx, body["queue_name"], pop))}
-    messages.delete_many(call.ctx, body["queue_name"], ids, body.get("claim_ids"))
-    return 204, {}
+    popped = messages.delete_or_pop(call.ctx, body["queue_name"],
+                                    ids=body.get("message_ids"), pop=body.get("pop"),
+                                    claim_ids=body.get("claim_ids"))
+    if popped is None:
+        return 204, {}
+    return 200, {"messages": _messages(popped)}
 
 
 # -- claims -----------------------------------------------------------------

@@ -161,12 +161,12 @@ def test_bulk_delete_ignores_claims_and_unknown_ids(ctx):
 def test_pop_removes_oldest_free_messages(ctx):
     ids = post(ctx, "q", 6)
     claims.create(ctx, "q", {"ttl": 300}, limit=2)
-    popped = messages.pop(ctx, "q", 3)
+    popped = messages.pop_messages(ctx, "q", 3)
     assert [m.body["n"] for m in popped] == [2, 3, 4]
     assert [m.body["n"] for m in messages.get_many(ctx, "q", ids)] == [0, 1, 5]
-    assert [m.body["n"] for m in messages.pop(ctx, "q", 5)] == [5]
-    assert messages.pop(ctx, "q", 5) == []
-    assert messages.pop(ctx, "missing-q", 5) == []
+    assert [m.body["n"] for m in messages.pop_messages(ctx, "q", 5)] == [5]
+    assert messages.pop_messages(ctx, "q", 5) == []
+    assert messages.pop_messages(ctx, "missing-q", 5) == []
 
 
 def test_list_page_never_repeats_a_message(ctx, clock):
