@@ -158,6 +158,7 @@ class Meter:
     def __init__(self):
         self._lock = threading.Lock()
         self._usage = Usage()
+        self._local = threading.local()
         self.clients = []  # every client hooked, to report which models share
 
     def snapshot(self):
@@ -183,22 +184,29 @@ class Meter:
         operation = model.name
         capacity = parsed.get("ConsumedCapacity")
         error = parsed.get("Error", {}).get("Code")
-        with self._lock:
-            usage = self._usage
-            usage.requests[operation] += 1
-            if capacity is None:
-                if error == "ConditionalCheckFailedException" and operation in WRITE_OPERATIONS:
-                    usage.wru += 1
-                    usage.failed_conditions += 1
-                elif error == "TransactionCanceledException":
-                    usage.wru += 2 * context.get("bench_items", 1)
-                    usage.errors[error] += 1
-                elif error:
-                    usage.errors[error] += 1
-                return
-            entries = capacity if isinstance(capacity, list) else [capacity]
-            for entry in entries:
+        usage = Usage()
+        usage.requests[operation] += 1
+        if capacity is None:
+            if error == "ConditionalCheckFailedException" and operation in WRITE_OPERATIONS:
+                usage.wru += 1
+                usage.failed_conditions += 1
+            elif error == "TransactionCanceledException":
+                usage.wru += 2 * context.get("bench_items", 1)
+                usage.errors[error] += 1
+            elif error:
+                usage.errors[error] += 1
+        else:
+            for entry in capacity if isinstance(capacity, list) else [capacity]:
                 self._add(usage, operation, entry)
+        with self._lock:
+            self._usage = self._usage + usage
+        # The calling thread's own tally (botocore calls handlers in it), so
+        # concurrent threads can each measure their own calls.
+        self._local.usage = getattr(self._local, "usage", Usage()) + usage
+
+    def thread_snapshot(self):
+        """This thread's running totals."""
+        return getattr(self._local, "usage", Usage()).copy()
 
     @staticmethod
     def _add(usage, operation, entry):
@@ -497,6 +505,18 @@ def child_pids(pid):
         if int(fields[1]) == pid:
             children.append(int(entry.name))
     return children
+
+
+def code_version():
+    """Which code was measured: HEAD, and the app files with uncommitted
+    changes (others edit the tree while benches run)."""
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True,
+                              text=True).stdout.rstrip("\n")
+    dirty = [line[3:] for line in git("status", "--porcelain", "--", "chalicelib",
+                                      "app.py", "local").splitlines()]
+    return (f"code: HEAD {git('rev-parse', '--short', 'HEAD')}"
+            + (f", uncommitted changes in {', '.join(dirty)}" if dirty else ", clean"))
 
 
 def machine_load():

@@ -200,7 +200,7 @@ def life(recorder):
     return post, claim, delete, stream
 
 
-def contention(meter, body, messages=800):
+def contention(meter, body, post_wru, messages=800):
     """Claim cost when several consumers claim from one queue at once: each
     claimer reads the same cursor and races for the same candidates, and a
     lost race is a failed conditional write (billed, 1 WRU)."""
@@ -233,13 +233,91 @@ def contention(meter, body, messages=800):
         rows.append([threads, len(claims), count, "yes" if unique == count == messages else "NO",
                      round(usage.total_requests / count, 2), round(usage.rru / count, 2),
                      round(usage.wru / count, 3), round(usage.failed_conditions / count, 3),
-                     round(1.1 + usage.wru / count + 1, 2),
+                     round(post_wru + usage.wru / count + 1, 2),
                      round(count / measured.seconds, 0)])
     common.print_table(
         ["claimers", "claims", "claimed", "each once?", "req/msg", "RRU/msg", "WRU/msg",
          "failed cond./msg", "life WRU", "msg/s"], rows,
         title=f"Concurrent claimers (claim 10 through the actions) emptying a queue of "
-              f"{messages} messages; life WRU = post 1.1 + claim + delete 1")
+              f"{messages} messages; life WRU = post {post_wru:g} (measured above) + "
+              "claim + delete 1")
+
+
+def mixed(meter, body, producers=4, workers=8, total=2000, time_limit_s=120):
+    """bench/throughput.py's workload, in this process and without HTTP: 4
+    producers post 10s while 8 workers claim 10 and delete each message with
+    its claim id. DynamoDB work per message life under that concurrency, and
+    what claims cost, those that found messages and those that found none."""
+    import threading
+    from bench import workload
+    from chalicelib.actions import claims as claim_actions
+    from chalicelib.actions import messages as message_actions
+    from chalicelib.actions import queues as queue_actions
+    queue = "mixed"
+    queue_actions.create(workload.context(PROJECT, workload.PRODUCER), queue, {})
+    document = {"messages": [{"body": body, "ttl": 3600} for _ in range(10)]}
+    lock = threading.Lock()
+    state = {"batches": total // 10, "deleted": 0}
+    claims = {"full": [], "empty": []}  # (usage, seconds) of each claim
+    deadline = time.monotonic() + time_limit_s
+
+    def producer():
+        ctx = workload.context(PROJECT, workload.PRODUCER)
+        while time.monotonic() < deadline:
+            with lock:
+                if state["batches"] <= 0:
+                    return
+                state["batches"] -= 1
+            message_actions.post(ctx, queue, document)
+
+    def worker():
+        ctx = workload.context(PROJECT, workload.CONSUMER)
+        while time.monotonic() < deadline:
+            with lock:
+                if state["deleted"] >= total:
+                    return
+            before, started = meter.thread_snapshot(), time.perf_counter()
+            claim_id, taken = claim_actions.create(ctx, queue, dict(CLAIM), limit=10)
+            spent = (meter.thread_snapshot() - before, time.perf_counter() - started)
+            with lock:
+                claims["full" if taken else "empty"].append(spent)
+            if not taken:
+                time.sleep(0.05)  # as a polling client would
+                continue
+            for message in taken:
+                message_actions.delete(ctx, queue, message.id, claim_id=claim_id)
+            with lock:
+                state["deleted"] += len(taken)
+
+    threads = ([threading.Thread(target=producer) for _ in range(producers)]
+               + [threading.Thread(target=worker) for _ in range(workers)])
+    with meter.measure() as run:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    done = state["deleted"]
+    usage = run.usage.scaled(1 / max(1, done))
+    print(f"Mixed workload in process (no HTTP): {producers} producers posting 10s, "
+          f"{workers} workers claiming 10 and deleting one by one with the claim id: "
+          f"{done:,} of {total:,} messages through their life in {run.seconds:.1f} s = "
+          f"{done / run.seconds:.0f} messages/s")
+    print(f"  per message life: {usage.total_requests:.2f} requests ({usage.breakdown()}), "
+          f"RRU {usage.rru:.2f}, WRU {usage.wru:.2f} (of which failed conditions "
+          f"{usage.failed_conditions:.2f})")
+    rows = []
+    for kind in ("full", "empty"):
+        spent = claims[kind]
+        if not spent:
+            continue
+        total_usage = sum((u for u, _ in spent), common.Usage()).scaled(1 / len(spent))
+        rows.append([f"claim that found {'messages' if kind == 'full' else 'none'}",
+                     len(spent), round(total_usage.total_requests, 2), total_usage.breakdown(),
+                     round(total_usage.rru, 2), round(total_usage.wru, 2),
+                     round(total_usage.failed_conditions, 2),
+                     round(common.median([s for _, s in spent]) * 1000, 1)])
+    common.print_table(["claim (average)", "count", "requests", "by operation", "RRU", "WRU",
+                        "failed cond.", "median ms"], rows)
 
 
 def main():
@@ -264,6 +342,7 @@ def run(db):
     body, posted_size, claimed_size = workload.sized_body()
     print("Engine: DynamoDB Local (in memory) at", db.endpoint)
     print(common.machine_load())
+    print(common.code_version())
     print("Layer: chalicelib.actions (the transport-independent actions), with a "
           "Context as the REST layer builds it")
     print(f"Message: body of {len(common.dumps(body))} bytes of JSON; item as posted "
@@ -310,7 +389,8 @@ def run(db):
          "<= 1.2x?"],
         rows, title=f"Depth {high:,} vs {low:,} (cost = $ at on-demand prices, "
                     "RRU and WRU together)")
-    contention(meter, body)
+    contention(meter, body, recorders[DEPTHS[0]].average("post 10").wru / 10)
+    mixed(meter, body)
     empty = sum(recorders[d].usage[n].empty_reads for d in DEPTHS for n in recorders[d].usage)
     print(f"Note: {empty:,.0f} measured reads reported 0 units (empty Query results); "
           "they are counted as DynamoDB Local reports them.")

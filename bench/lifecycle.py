@@ -99,8 +99,11 @@ def stats_section(meter, reader, body):
         print(f"depth {depth:,}: filled in {fill_seconds:.1f} s, oldest half claimed in "
               f"{groups_s + cursor_s:.1f} s, {records:,} stream records applied in "
               f"{fed.seconds:.1f} s")
-        rows.append(row(f"stream -> stats counters, per 1,000 records (depth {depth:,})",
-                        fed.usage, fed.seconds, per=records / 1000))
+        batches = -(-records // workload.STREAM_BATCH)
+        rows.append(row(f"stream -> stats counters: {records:,} records of the fill, "
+                        f"{batches} handler batches", fed.usage, fed.seconds))
+        rows.append(row(f"  per handler batch (<= {workload.STREAM_BATCH} records, "
+                        "one queue)", fed.usage, fed.seconds, per=batches))
         seconds, total = [], common.Usage()
         for _ in range(STATS_CALLS):
             with meter.measure() as call:
@@ -134,6 +137,7 @@ def main():
         body, posted, claimed = workload.sized_body()
         print("Engine: DynamoDB Local (in memory) at", db.endpoint)
         print(common.machine_load())
+        print(common.code_version())
         print(f"Message item: {posted} B as posted, {claimed} B as claimed")
         print()
         reader = common.StreamReader(common.boto_client("dynamodb", db.endpoint),
@@ -142,8 +146,9 @@ def main():
         sweep_section(meter, clock, reader, body)
         rows, queues = stats_section(meter, reader, body)
         rows.append(idle_sweep_with_live_head(meter, clock, queues))
-        common.print_table(HEADERS, rows, title="Stats counters, stats calls (median ms), "
-                                                "and an idle sweep over live queues")
+        common.print_table(HEADERS, rows, title="Stats counters (ms include reading the "
+                                                "stream), stats calls (median ms), and an "
+                                                "idle sweep over live queues")
         clock.restore()
         print(common.machine_load())
     finally:

@@ -17,8 +17,7 @@ from chalicelib.storage import messages as message_store
 from chalicelib.storage import queues as queue_store
 from chalicelib.storage import stats as stats_store
 from chalicelib.storage.messages import position_of
-from chalicelib.storage.models import (
-    MessageRecord, ClaimRecord, queue_key)
+from chalicelib.storage.models import MessageRecord, queue_key
 from chalicelib.validation import Context
 
 from bench.common import item_size
@@ -125,19 +124,16 @@ def fill_queue(project, queue, depth, body, threads=8):
 
 
 def _claim_group(pq, floor, records):
-    """Hold these (free) records under one claim, as claims.create does for
-    the messages it finds: the same conditional update per message
-    (Claimer.take) and the same claim record. Only the search is skipped,
-    so that disjoint groups can be claimed in parallel without racing."""
+    """Hold these (free) records under one claim, as claims.create does with
+    the candidates it finds: the claim record first (Claimer.record), then
+    the same conditional update per message (Claimer.take). Only the search
+    is skipped, so that disjoint groups can be claimed in parallel without
+    racing each other."""
     claimer = claim_store.Claimer(pq, floor, SETUP_CLAIM_TTL, 60, len(records),
                                   clock.now_ms())
+    claimer.record(records)
     for record in records:
         claimer.take(record)
-    ClaimRecord(pq, claim_store.claim_key(claimer.claim_id),
-                positions=[position_of(r.message_id) for r in claimer.taken],
-                ttl=SETUP_CLAIM_TTL, grace=60, updated=claimer.now,
-                expires=claimer.expires,
-                expires_at=claimer.expires // 1000 + message_store.TIMER_KEEP_S).save()
     return len(claimer.taken)
 
 
