@@ -232,13 +232,12 @@ class Claimer:
         return len(self.taken) >= self.limit
 
     def take(self, record):
-        """Try to hold one free message. A message claimed too often goes to
-        the dead-letter queue instead."""
+        """Try to hold one free message; False if another claimer had it. A
+        message claimed too often goes to the dead-letter queue instead."""
         self.tried.add(position_of(record.message_id))
         if (self.dead_letter is not None
                 and (record.claim_count or 0) >= self.dead_letter.max_claims):
-            move_to_dead_letter(record, self.dead_letter, self.now)
-            return
+            return move_to_dead_letter(record, self.dead_letter, self.now)
         actions = _hold(record, self.claim_id, self.expires, self.grace, self.ttl)
         if self.counted:
             actions.append(
@@ -252,9 +251,21 @@ class Claimer:
             # landed and only its answer was lost: look.
             record = _records_at(self.pq, [position_of(record.message_id)])
             if not record or record[0].claim_id != self.claim_id:
-                return
+                return False
             record = record[0]
         self.taken.append(record)
+        return True
+
+    def take_some(self, found):
+        """Take candidates oldest first until full. Claimers that lose a race
+        are reading the same candidates in the same order as the winner: the
+        loser jumps to a random one of the rest, so they spread out instead of
+        losing every race after the first (each loss is a billed write)."""
+        order = list(found)
+        while order and not self.full:
+            if not self.take(order.pop(0)) and order:
+                jump = random.randrange(len(order))
+                order = order[jump:] + order[:jump]
 
     def candidates(self, checked, cursor):
         """Free messages to try, oldest first: those of due timers, then from
@@ -389,16 +400,14 @@ def _claim(claimer):
         found, timers, read = claimer.candidates(checked, cursor)
         if found:
             claimer.record(found)
-            for record in found:
-                if claimer.full:
-                    break
-                claimer.take(record)
+            claimer.take_some(found)
         checked = claimer.checked_after(timers, checked)
         cursor = claimer.cursor_after(read, cursor)
         if claimer.full or not found:
             break
     _set_hints(claimer.pq, state, max(cursor, state.cursor or 0), checked)
-    return claimer.claim_id, [to_message(r, claimer.now) for r in claimer.taken]
+    taken = sorted(claimer.taken, key=lambda record: position_of(record.message_id))
+    return claimer.claim_id, [to_message(record, claimer.now) for record in taken]
 
 
 def held_records(pq, claim, now):

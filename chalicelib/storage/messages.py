@@ -148,8 +148,19 @@ def unfinished_batches(state, now):
 
 
 def commit_batch(pq, batch_token):
+    """Drop the batch from the pending ones: its messages show from now on."""
     retrying(QueueState(pq, STATE_KEY).update,
              actions=[QueueState.pending[batch_token].remove()])
+
+
+def forget_abandoned_batches(pq, now, older_than_ms):
+    """Drop pending entries of posts that died long enough ago that none of
+    their messages can still be alive (the state item is read on every claim)."""
+    state = load_state(pq)
+    pending = state.pending.as_dict() if state.pending is not None else {}
+    for token, deadline in pending.items():
+        if deadline < now - older_than_ms:
+            commit_batch(pq, token)
 
 
 def batch_write(items=(), deletes=()):
@@ -219,6 +230,8 @@ def post(project, queue, messages, client_id, enable_checksum=False):
         # Take back whatever landed, so the client's retry leaves no duplicate
         # (if this fails too, the batch stays hidden: it never committed).
         batch_write(deletes=records + timers)
+        if batch_token is not None:
+            commit_batch(pq, batch_token)  # nothing of it is left to hide
         raise
     return [record.message_id for record in records]
 

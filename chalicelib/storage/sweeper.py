@@ -21,8 +21,9 @@ from pynamodb.exceptions import DoesNotExist
 
 from chalicelib import clock
 from chalicelib.storage import claims
+from chalicelib.config import Settings
 from chalicelib.storage.messages import (
-    BATCH_WRITE_MAX, batch_write, position_key, scan)
+    BATCH_WRITE_MAX, batch_write, forget_abandoned_batches, position_key, scan)
 from chalicelib.storage import queues as queue_store
 from chalicelib.storage.models import (
     CLAIM_PREFIX, STATE_KEY, SWEEP_JOBS_KEY, SWEEP_PROGRESS_KEY, ClaimRecord,
@@ -30,6 +31,9 @@ from chalicelib.storage.models import (
 from chalicelib.storage.retry import retrying
 
 PAGE = 100
+# No message outlives this: the longest ttl, stretched by the longest claim.
+LONGEST_LIFE_MS = (Settings.max_message_ttl + Settings.max_claim_ttl
+                   + Settings.max_claim_grace) * 1000
 
 
 class Budget:
@@ -108,8 +112,10 @@ def run(deadline_ms):
     for queue in page:
         if budget.spent:
             return budget.deleted
+        pq = queue_key(queue.project, queue.name)
         sweep_queue_head(queue.project, queue.name, int(queue.floor or 0), budget)
-        claims.settle_timers(queue_key(queue.project, queue.name), int(queue.floor or 0))
+        claims.settle_timers(pq, int(queue.floor or 0))
+        forget_abandoned_batches(pq, clock.now_ms(), LONGEST_LIFE_MS)
     last = page.last_evaluated_key
     progress.queues_from = json.dumps(last) if last else None
     retrying(progress.save)
