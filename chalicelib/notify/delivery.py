@@ -16,6 +16,7 @@ from chalicelib import clock
 from chalicelib.notify import payloads, transports
 from chalicelib.notify import policy as retry_policy
 from chalicelib.storage import subscriptions as store
+from chalicelib.websocket import push
 
 log = logging.getLogger("zaqar.notify")
 MARGIN_MS = 1000  # left free after the last attempt a call starts
@@ -84,11 +85,14 @@ def deliver(delivery, settings, call):
 
 def send(subscription, payload, settings):
     """One attempt, by the subscriber's scheme: an Outcome."""
+    scheme = urlsplit(subscription.subscriber).scheme.lower()
     try:
-        if urlsplit(subscription.subscriber).scheme.lower() == "mailto":
+        if scheme == "mailto":
             mail = payloads.mail(subscription.subscriber, subscription.options, payload,
                                  settings)
             return transports.send_mail(*mail, settings)
+        if scheme == push.SCHEME:  # a websocket connection that subscribed itself
+            return push.deliver(subscription.subscriber, payload)
         headers, body = payloads.webhook_request(subscription.options, payload)
         return transports.post(subscription.subscriber, headers, body, settings)
     except ValueError as unsendable:  # e.g. no sender, a header that is no header
