@@ -211,3 +211,17 @@ def test_poison_message_reaches_the_dead_letter_queue_through_the_api(client, cl
     assert client.http.post("/v2/queues/jobs/claims", headers=h, body="{}").status_code == 204
     moved = client.http.get("/v2/queues/jobs-dead/messages?echo=true", headers=h).json_body
     assert [(m["body"], m["ttl"]) for m in moved["messages"]] == [("poison", 600)]
+
+
+def test_purge_of_subscriptions_keeps_the_messages(client, clock):
+    h = headers()
+    client.http.post("/v2/queues/ps/messages", headers=h, body=json.dumps(
+        {"messages": [{"body": "kept"}]}))
+    client.http.post("/v2/queues/ps/subscriptions", headers=h, body=json.dumps(
+        {"subscriber": "mailto:ops@example.com"}))
+    answer = client.http.post("/v2/queues/ps/purge", headers=h,
+                              body=json.dumps({"resource_types": ["subscriptions"]}))
+    assert answer.status_code == 204
+    listed = client.http.get("/v2/queues/ps/subscriptions", headers=h).json_body
+    assert listed["subscriptions"] == []
+    assert free_bodies("ps") == ["kept"]

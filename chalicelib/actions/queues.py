@@ -3,6 +3,7 @@ from chalicelib.errors import BadRequest, Conflict, InvalidBody, NotFound
 from chalicelib.storage import messages as message_store
 from chalicelib.storage import queues as queue_store
 from chalicelib.storage import stats as stats_store
+from chalicelib.storage import subscriptions as subscription_store
 from chalicelib.validation import check_limit, check_queue_name, validate
 
 RESERVED_DEFAULTS = (
@@ -198,3 +199,5 @@ def purge(ctx, name, document=None):
     resource_types = document.get("resource_types") or ["messages", "subscriptions"]
     if "messages" in resource_types:
         message_store.purge(ctx.project, name)
+    if "subscriptions" in resource_types:
+        subscription_store.purge(ctx.project, name)
