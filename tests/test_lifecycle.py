@@ -225,3 +225,14 @@ def test_purge_of_subscriptions_keeps_the_messages(client, clock):
     listed = client.http.get("/v2/queues/ps/subscriptions", headers=h).json_body
     assert listed["subscriptions"] == []
     assert free_bodies("ps") == ["kept"]
+
+
+def test_a_dead_letter_move_that_lost_its_race_moves_nothing(clock):
+    post("work", ["m"])
+    _, floor = queues.get_with_floor(PROJECT, "work")
+    [record] = [item for item in MessageRecord.query(queue_key(PROJECT, "work"))
+                if item.sk.startswith("m#")]
+    claim("work")  # another claimer holds it now
+    dead_letter = claims.DeadLetter(PROJECT, "dead", max_claims=1)
+    assert claims.move_to_dead_letter(record, dead_letter, clock.now) is False
+    assert stored_message_count("work") == 1 and stored_message_count("dead") == 0

@@ -238,8 +238,8 @@ def event_app_project(directory, app_source=EVENT_APP, filtered_handler="notify"
                     ignore=shutil.ignore_patterns("deployments", "deployed"))
     config_path = directory / ".chalice" / "config.json"
     config = json.loads(config_path.read_text())
-    config.setdefault("lambda_functions", {})[filtered_handler] = {
-        "stream_filters": [NEW_MESSAGES_ONLY]}
+    # The real config's per-function settings name the real app's handlers.
+    config["lambda_functions"] = {filtered_handler: {"stream_filters": [NEW_MESSAGES_ONLY]}}
     config_path.write_text(json.dumps(config))
     return directory
 

@@ -450,9 +450,6 @@ def stream_records():
     return [lambda_record(record, arn) for record in records]
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="notify.delivery.send does not hand wss subscribers to "
-                          "push.deliver yet (see chalicelib/websocket/push.py)")
 def test_a_message_posted_over_rest_is_pushed_by_the_stream_handler(client, ws, monkeypatch):
     # The test client gives a function 3 s: a delivery must fit, with its margin.
     monkeypatch.setenv("WEBHOOK_TIMEOUT", "1")

@@ -25,7 +25,6 @@ record and one state update.
 import random
 from dataclasses import dataclass
 
-from pynamodb.connection import Connection
 from pynamodb.exceptions import DoesNotExist, TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
@@ -186,8 +185,8 @@ def move_to_dead_letter(record, dead_letter, now):
         body=record.body, ttl=ttl, created=now, expires=now + ttl * 1000,
         expires_at=(now + ttl * 1000) // 1000 + 1, client_id=record.client_id,
         claim_count=record.claim_count, checksum=record.checksum)
-    connection = Connection(region=MessageRecord.Meta.region,
-                            host=MessageRecord.Meta.host)
+    # The table's own connection: a new one per move would cost a TLS set-up.
+    connection = MessageRecord._get_connection().connection
 
     def transact():
         with TransactWrite(connection=connection) as transaction:
@@ -196,8 +195,7 @@ def move_to_dead_letter(record, dead_letter, now):
     try:
         retrying(transact)
     except TransactWriteError as exc:
-        reasons = [reason.get("Code") for reason in (exc.cancellation_reasons or [])
-                   if reason]
+        reasons = [reason.code for reason in (exc.cancellation_reasons or []) if reason]
         if "ConditionalCheckFailed" in reasons:
             return False
         raise

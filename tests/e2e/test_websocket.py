@@ -111,9 +111,6 @@ def test_plain_websocket_client(ws_url, project):
     asyncio.run(session())
 
 
-@pytest.mark.xfail(strict=True, raises=TimeoutError,
-                   reason="notify.delivery.send does not hand wss subscribers to "
-                          "push.deliver yet (see chalicelib/websocket/push.py)")
 def test_a_message_posted_over_rest_is_pushed_to_a_subscribed_connection(
         runner_url, ws_url, project):
     async def session():
