@@ -20,7 +20,8 @@ from moto.ses.models import ses_backends
 import app as app_module
 from chalicelib import clock, config
 from chalicelib.errors import ServiceUnavailable
-from chalicelib.notify import retries, signing
+from chalicelib import signed_urls as signing
+from chalicelib.notify import retries
 from chalicelib.notify import stream as notifications
 from chalicelib.storage import subscriptions as store
 from chalicelib.storage.models import MessageRecord

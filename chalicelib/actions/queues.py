@@ -1,4 +1,5 @@
 """Queue actions, shared by the REST and websocket transports."""
+from chalicelib import clock, signed_urls
 from chalicelib.errors import BadRequest, Conflict, InvalidBody, NotFound
 from chalicelib.storage import messages as message_store
 from chalicelib.storage import queues as queue_store
@@ -201,3 +202,43 @@ def purge(ctx, name, document=None):
         message_store.purge(ctx.project, name)
     if "subscriptions" in resource_types:
         subscription_store.purge(ctx.project, name)
+
+
+SHAREABLE_PATHS = ("messages", "subscriptions", "claims")
+SHARE_KEYS = {"paths", "methods", "expires"}
+SHARE_LIFETIME_MS = 24 * 3600 * 1000
+
+
+def share(ctx, name, document):
+    """A pre-signed URL for the queue's messages, claims or subscriptions:
+    {"project", "paths", "methods", "expires", "signature"}."""
+    check_queue_name(name)
+    if not isinstance(document, dict):
+        raise InvalidBody("Request body could not be parsed.")
+    unknown = set(document) - SHARE_KEYS
+    if unknown:
+        raise BadRequest(f"Unknown keys: {unknown}")
+    paths = document.get("paths", ["messages"])
+    if not isinstance(paths, list) or not set(paths) <= set(SHAREABLE_PATHS):
+        raise BadRequest(f"Invalid paths: {paths}")
+    methods = document.get("methods", ["GET"])
+    if not isinstance(methods, list) or not all(isinstance(m, str) for m in methods):
+        raise BadRequest("Methods must be a list of HTTP methods.")
+    now = clock.now_ms()
+    expires = document.get("expires")
+    if expires is None:
+        expires_ms = now + SHARE_LIFETIME_MS
+    else:
+        if isinstance(expires, int) or str(expires).isdigit():
+            raise BadRequest("`expires` should be date format, for example "
+                             f"2016-01-01T00:00:00, not integer value: {expires}")
+        expires_ms = signed_urls.parse_expires(expires)
+        if expires_ms is None:
+            raise BadRequest(f"`expires` is not a valid date: {expires}")
+        if expires_ms <= now:
+            raise BadRequest("`expires` should be a date in the future.")
+    key = ctx.settings.signed_url_secret_key
+    if not key:
+        raise BadRequest("Signed URLs need a secret key, and none is configured.")
+    full_paths = [f"/v2/queues/{name}/{path}" for path in paths]
+    return signed_urls.sign(key, full_paths, methods, ctx.project, expires_ms)

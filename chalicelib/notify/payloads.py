@@ -3,7 +3,7 @@ and how a payload goes out as a webhook request or as a mail."""
 import json
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
-from chalicelib.notify import signing
+from chalicelib import signed_urls
 
 NOTIFICATION = "Notification"
 SUBSCRIBE = "SubscriptionConfirmation"
@@ -36,7 +36,7 @@ def confirmation(queue_name, subscription_id, project, expires_ms, key, unsubscr
     """The request to confirm a subscription (or the notice that it was
     unconfirmed), with a signed URL that allows PUT on its confirm path."""
     path = f"/v2/queues/{queue_name}/subscriptions/{subscription_id}/confirm"
-    signed = signing.sign(key, [path], ["PUT"], project, expires_ms)
+    signed = signed_urls.sign(key, [path], ["PUT"], project, expires_ms)
     if unsubscribe:
         kind = UNSUBSCRIBE
         text = (f"You have unsubscribed successfully to the queue: {queue_name}, "

@@ -14,9 +14,10 @@ import uuid
 
 from chalice import Response
 
+from chalicelib import clock, signed_urls
 from chalicelib.config import get_settings
 from chalicelib.errors import (
-    BadRequest, NotAcceptable, ServiceUnavailable, ZaqarError)
+    BadRequest, NotAcceptable, NotFound, ServiceUnavailable, ZaqarError)
 from chalicelib.storage.retry import STORAGE_FAILURES
 from chalicelib.validation import check_queue_name, make_context, parse_json
 
@@ -82,7 +83,18 @@ class Call:
         return len(raw) if raw is not None else None
 
 
+def _check_signature(request, settings):
+    """A request carrying URL-Signature must be exactly what was signed; any
+    failure is a 404, as Zaqar answers (an empty signature included)."""
+    path = request.path.format(**(request.uri_params or {}))
+    if not signed_urls.allows(request.headers, settings.signed_url_secret_key,
+                              request.method, path, clock.now_ms()):
+        raise NotFound(title="404 Not Found")
+
+
 def _check_request(request, settings, anonymous):
+    if request.headers.get("url-signature") is not None:
+        _check_signature(request, settings)
     content_type = (request.headers.get("content-type") or "").lower()
     if request.raw_body and content_type.startswith("application/x-www-form-urlencoded"):
         raise BadRequest(

@@ -105,3 +105,8 @@ def queue_stats(call, queue_name):
 def purge_queue(call, queue_name):
     queues.purge(call.ctx, queue_name, call.body(required=False))
     return respond(204)
+
+
+@route(bp, "/v2/queues/{queue_name}/share", ["POST"])
+def share_queue(call, queue_name):
+    return respond(200, queues.share(call.ctx, queue_name, call.body(required=False)))

@@ -30,3 +30,32 @@ def sign(key, paths, methods, project, expires_ms):
     return {"paths": sorted(paths), "methods": sorted(methods), "project": project,
             "expires": expires,
             "signature": signature(key, paths, methods, project, expires)}
+
+
+def parse_expires(text):
+    """An expiry as sent: ISO 8601, naive meaning UTC; epoch ms, or None."""
+    try:
+        moment = datetime.datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.timezone.utc)
+    return int(moment.timestamp() * 1000)
+
+
+def allows(headers, key, method, path, now_ms):
+    """True if the request's URL-* headers are a valid signature for it, as
+    Zaqar checks them: the method is signed, some signed path matches the
+    request's path, the expiry is ahead, and the HMAC of the header values
+    (with the request's project) is the signature."""
+    given = headers.get("url-signature") or ""
+    methods = [m for m in (headers.get("url-methods") or "").split(",") if m]
+    paths = [p for p in (headers.get("url-paths") or "").split(",") if p]
+    expires = headers.get("url-expires") or ""
+    expires_ms = parse_expires(expires)
+    if not (key and given and method in methods and expires_ms and expires_ms > now_ms):
+        return False
+    if not any(path.startswith(signed) for signed in paths):
+        return False
+    expected = signature(key, paths, methods, headers.get("x-project-id"), expires)
+    return hmac.compare_digest(expected, given)

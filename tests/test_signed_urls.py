@@ -1,0 +1,111 @@
+"""Pre-signed URLs: the share route and requests that carry a signature."""
+import json
+from unittest import mock
+
+import pytest
+
+from chalicelib import signed_urls
+from conftest import headers
+
+
+@pytest.mark.parametrize("text, expected", [
+    (r"/v2/queues/q1/claims,/v2/queues/q1/messages\nGET,POST\nproj1\n2026-11-30T06:53:11",
+     "f660abd59ab544267900b7a5c07ddea3bf6d341ba9c48e80235ddfd45162619d"),
+    (r"/v2/queues/cq/subscriptions/a27de63f-d4b8-4610-93b4-c97be5b7be56/confirm\nPUT"
+     r"\nproj3\n2026-11-29T07:03:41",
+     "c54fb5e7f7adae5df7d040c2e06b8e28bfbcc00f535bd1083d1cd19f18c2374b"),
+])
+def test_signatures_match_zaqars_vectors(text, expected):
+    paths, methods, project, expires = text.split(r"\n")
+    assert signed_urls.signature("test", paths.split(","), methods.split(","),
+                                 project, expires) == expected
+
+
+def share(client, body, **extra):
+    return client.http.post("/v2/queues/q1/share", headers=headers(**extra),
+                            body=body if isinstance(body, str) else json.dumps(body))
+
+
+def test_share_signs_sorted_full_paths_and_methods(client):
+    answer = share(client, {"paths": ["messages", "claims"], "methods": ["POST", "GET"],
+                            "expires": "2099-01-01T00:00:00"})
+    assert answer.status_code == 200
+    signed = answer.json_body
+    assert signed["paths"] == ["/v2/queues/q1/claims", "/v2/queues/q1/messages"]
+    assert signed["methods"] == ["GET", "POST"]
+    assert signed["project"] == "test-project"
+    assert signed["expires"] == "2099-01-01T00:00:00"
+    assert len(signed["signature"]) == 64
+
+
+def test_share_defaults_to_reading_messages_for_a_day(client):
+    signed = share(client, {}).json_body
+    assert (signed["paths"], signed["methods"]) == (["/v2/queues/q1/messages"], ["GET"])
+
+
+@pytest.mark.parametrize("body, description", [
+    ("", "Request body could not be parsed."),
+    ({"paths": ["messages"], "colour": "red"}, "Unknown keys: {'colour'}"),
+    ({"paths": ["stats"]}, "Invalid paths: ['stats']"),
+    ({"expires": 1234}, "`expires` should be date format, for example "
+                        "2016-01-01T00:00:00, not integer value: 1234"),
+    ({"expires": "2001-01-01T00:00:00"}, "`expires` should be a date in the future."),
+])
+def test_share_refuses_bad_bodies(client, body, description):
+    answer = share(client, body)
+    assert answer.status_code == 400
+    assert answer.json_body["description"] == description
+
+
+def test_share_needs_a_list_of_methods(client):
+    assert share(client, {"methods": "GET"}).status_code == 400
+
+
+def signed_headers(signed, project="test-project", **changes):
+    sent = headers(project=project)
+    sent.update({"URL-Signature": signed["signature"], "URL-Expires": signed["expires"],
+                 "URL-Methods": ",".join(signed["methods"]),
+                 "URL-Paths": ",".join(signed["paths"])})
+    sent.update(changes)
+    return sent
+
+
+@pytest.fixture
+def signed(client):
+    client.http.post("/v2/queues/q1/messages", headers=headers(), body=json.dumps(
+        {"messages": [{"body": "hello"}]}))
+    return share(client, {"paths": ["messages"], "methods": ["GET"],
+                          "expires": "2099-01-01T00:00:00"}).json_body
+
+
+def test_a_signed_request_is_served(client, signed):
+    answer = client.http.get("/v2/queues/q1/messages?echo=true",
+                             headers=signed_headers(signed))
+    assert answer.status_code == 200
+    [message] = answer.json_body["messages"]
+    # A signed path also covers what lies below it.
+    one = client.http.get(f"/v2/queues/q1/messages/{message['id']}",
+                          headers=signed_headers(signed))
+    assert one.status_code == 200
+
+
+@pytest.mark.parametrize("method, path, changes", [
+    ("POST", "/v2/queues/q1/messages", {}),  # method not signed
+    ("GET", "/v2/queues/q1/stats", {}),  # path not signed
+    ("GET", "/v2/queues/q2/messages", {}),  # another queue
+    ("GET", "/v2/queues/q1/messages", {"URL-Signature": ""}),
+    ("GET", "/v2/queues/q1/messages", {"URL-Signature": "0" * 64}),
+    ("GET", "/v2/queues/q1/messages", {"URL-Methods": "GET,POST"}),  # widened
+    ("GET", "/v2/queues/q1/messages", {"X-Project-ID": "another"}),
+])
+def test_anything_not_signed_is_not_found(client, signed, method, path, changes):
+    sent = signed_headers(signed, **changes)
+    answer = getattr(client.http, method.lower())(path, headers=sent, body="{}")
+    assert answer.status_code == 404
+    assert answer.json_body == {"title": "404 Not Found"}
+
+
+def test_an_expired_signature_is_not_found(client, signed):
+    with mock.patch("chalicelib.clock.now_ms", return_value=4102444801000):  # 2100
+        answer = client.http.get("/v2/queues/q1/messages", headers=signed_headers(signed))
+    assert answer.status_code == 404
