@@ -126,6 +126,7 @@ def main():
         print(f"Runner: {base} (python -m local.runner --in-memory, DynamoDB Local), "
               f"up in {time.perf_counter() - started:.1f} s")
         print(common.machine_load())
+        print(common.code_version())
         setup = requests.Session()
         setup.headers.update(headers())
         assert setup.put(f"{base}/v2/queues/{QUEUE}", json={}).status_code in (201, 204)
