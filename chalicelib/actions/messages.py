@@ -85,13 +85,16 @@ def list_messages(ctx, queue_name, marker=None, limit=None, echo=False,
     metadata, floor = load_queue(ctx, queue_name)
     if metadata is None:
         return [], None, True
-    if not metadata.get("_default_message_delay"):
-        include_delayed = True
+    # Zaqar forces include_delayed on for a queue without a default delay. Such
+    # a queue holds no delayed message (a delay is dropped there), so storage
+    # is asked for free messages only: that view reads from the claim cursor,
+    # not through every held message.
+    delay_queue = bool(metadata.get("_default_message_delay"))
     found, marker = listing.list_messages(
         ctx.project, queue_name, floor, marker=marker, limit=limit,
         skip_client=None if echo else ctx.client_id,
-        include_claimed=include_claimed, include_delayed=include_delayed)
-    return found, marker, include_delayed
+        include_claimed=include_claimed, include_delayed=include_delayed and delay_queue)
+    return found, marker, include_delayed or not delay_queue
 
 
 def get(ctx, queue_name, message_id):

@@ -221,6 +221,7 @@ class Claimer:
         self.counted = counted  # a pop holds messages only to delete them
         self.taken = []
         self.tried = set()  # positions this claim has tried to take
+        self.lost = 0  # races lost to other claimers
         self.recorded = False
         # Batch tokens of posts still writing, and of all uncommitted posts.
         self.writing = self.unfinished = frozenset()
@@ -240,13 +241,19 @@ class Claimer:
         if self.counted:
             actions.append(
                 MessageRecord.claim_count.set((MessageRecord.claim_count | 0) + 1))
+        attempts = []
+
+        def attempt():
+            attempts.append(1)
+            record.update(actions=actions, condition=_free_condition(self.now))
         try:
-            retrying(record.update, actions=actions, condition=_free_condition(self.now))
+            retrying(attempt)
         except UpdateError as exc:
             if not condition_failed(exc):
                 raise
-            # Another claimer won it, it went away, or our own first attempt
-            # landed and only its answer was lost: look.
+            if len(attempts) == 1:
+                return False  # another claimer won it, or it went away
+            # A retried write whose first attempt may have landed unseen: look.
             record = _records_at(self.pq, [position_of(record.message_id)])
             if not record or record[0].claim_id != self.claim_id:
                 return False
@@ -260,15 +267,21 @@ class Claimer:
         loser jumps to a random one of the rest, so they spread out instead of
         losing every race after the first (each loss is a billed write)."""
         order = list(found)
+        if self.lost and order:  # a later round: others are at the head too
+            jump = random.randrange(len(order))
+            order = order[jump:] + order[:jump]
         while order and not self.full:
-            if not self.take(order.pop(0)) and order:
-                jump = random.randrange(len(order))
-                order = order[jump:] + order[:jump]
+            if not self.take(order.pop(0)):
+                self.lost += 1
+                if order:
+                    jump = random.randrange(len(order))
+                    order = order[jump:] + order[:jump]
 
     def candidates(self, checked, cursor):
         """Free messages to try, oldest first: those of due timers, then from
         the cursor. Returns (candidates, timers read, records read at the cursor)."""
-        wanted = self.limit - len(self.taken) + CANDIDATE_MARGIN
+        # Each race lost so far widens the window: claimers spread over more.
+        wanted = self.limit - len(self.taken) + CANDIDATE_MARGIN + self.lost
         timers = list(released_by_timers(self.pq, due_timers(self.pq, checked, self.now),
                                           self.now, self.floor, self.unfinished))
         released = sorted({position_of(r.message_id): r for _, records in timers

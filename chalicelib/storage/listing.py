@@ -49,17 +49,17 @@ def list_messages(project, queue, floor, marker=None, limit=10, skip_client=None
         found, last = _scan(pq, start, limit, wanted)
         return [to_message(record, now) for record in found], last
 
-    released = []
-    timers = claims.due_timers(pq, state.checked or CLAIM_PREFIX, now)
-    for _, records in claims.released_by_timers(pq, timers, now, floor, unfinished):
-        released += [record for record in records if wanted(record)
-                     and position_of(record.message_id) >= start]
     scan_from = max(start, state.cursor or 0)
     # Released messages below the scan's start come first; the scan reads the
-    # others itself (a due timer may name messages the cursor has not passed).
-    released = sorted((record for record in released
-                       if position_of(record.message_id) < scan_from),
-                      key=lambda record: position_of(record.message_id))
+    # others itself (a due timer may name messages the cursor has not passed,
+    # and several timers may name the same message).
+    released = {}
+    timers = claims.due_timers(pq, state.checked or CLAIM_PREFIX, now)
+    for _, records in claims.released_by_timers(pq, timers, now, floor, unfinished):
+        released.update((position_of(record.message_id), record) for record in records
+                        if wanted(record)
+                        and start <= position_of(record.message_id) < scan_from)
+    released = [record for _, record in sorted(released.items())]
     found, last = released[:limit], None
     if len(found) < limit:
         scanned, last = _scan(pq, scan_from, limit - len(found), wanted)

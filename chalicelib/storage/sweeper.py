@@ -31,6 +31,7 @@ from chalicelib.storage.models import (
 from chalicelib.storage.retry import retrying
 
 PAGE = 100
+HEAD_PAGE = 10
 # No message outlives this: the longest ttl, stretched by the longest claim.
 LONGEST_LIFE_MS = (Settings.max_message_ttl + Settings.max_claim_ttl
                    + Settings.max_claim_grace) * 1000
@@ -91,7 +92,8 @@ def sweep_deleted_queue(job, budget):
 def sweep_queue_head(project, name, floor, budget):
     """Delete the expired messages at the head of a live queue."""
     now = clock.now_ms()
-    head = scan(queue_key(project, name), floor, page_size=PAGE)
+    # Small pages: most runs only learn that the head is alive.
+    head = scan(queue_key(project, name), floor, page_size=HEAD_PAGE)
     _sweep(head, lambda record: record.expires <= now, budget, stop_at_live=True)
 
 
