@@ -44,6 +44,9 @@ def parse_args(argv=None):
     parser.add_argument("--in-memory", action="store_true",
                         help="keep nothing: DynamoDB Local runs with -inMemory")
     parser.add_argument("--stage", default="dev", help="Chalice stage whose environment to use")
+    parser.add_argument("--clock-file", default=None,
+                        help="a file holding seconds to add to the app's clock "
+                             "(tests move time with it; absent or empty: 0)")
     parser.add_argument("--schedule-interval", type=float, default=10.0,
                         help="seconds between runs of each @app.schedule handler")
     return parser.parse_args(argv)
@@ -156,6 +159,22 @@ def raise_keyboard_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def shift_clock(clock_file):
+    """Make the app's one clock (chalicelib.clock) run ahead by the seconds
+    written in clock_file, read on every call, so an end-to-end test can let
+    messages and claims expire without waiting."""
+    from chalicelib import clock
+    real_now_ms = clock.now_ms
+
+    def shifted_now_ms():
+        try:
+            offset = float(Path(clock_file).read_text() or 0)
+        except (OSError, ValueError):
+            offset = 0
+        return real_now_ms() + int(offset * 1000)
+    clock.now_ms = shifted_now_ms
+
+
 def main(argv=None):
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -172,6 +191,8 @@ def main(argv=None):
         from local.tables import create_tables  # imports the models: env first
         create_tables()
         app, config = load_app(args.stage)
+        if args.clock_file:
+            shift_clock(args.clock_file)
         workers = start_triggers(app, config, aws_client("dynamodb", storage.endpoint),
                                  aws_client("dynamodbstreams", storage.endpoint),
                                  args.schedule_interval, REGION)

@@ -49,23 +49,32 @@ def _stop(process):
 
 
 class Runner:
-    """Where the runner under test listens: free ports picked up front."""
+    """Where the runner under test listens (free ports picked up front), and
+    the file that moves its clock."""
 
-    def __init__(self):
+    def __init__(self, clock_file):
         self.port = dynamodb_local.free_port()
         self.ws_port = dynamodb_local.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.ws_port}"
+        self.clock_file = clock_file
+        self.offset = 0
+
+    def advance(self, seconds):
+        """Move the runner's clock forward (it never goes back)."""
+        self.offset += seconds
+        self.clock_file.write_text(str(self.offset))
 
 
 @pytest.fixture(scope="session")
-def local_runner():
+def local_runner(tmp_path_factory):
     """`python -m local.runner` started on free ports, in memory; it has
-    .url (HTTP) and .ws_url (websocket)."""
-    runner = Runner()
+    .url (HTTP), .ws_url (websocket) and .advance(seconds) (its clock)."""
+    runner = Runner(tmp_path_factory.mktemp("runner") / "clock-offset")
     command = [sys.executable, "-m", "local.runner", "--host", "127.0.0.1",
                "--port", str(runner.port), "--ws-port", str(runner.ws_port),
-               "--dynamodb-port", "0", "--in-memory"]
+               "--dynamodb-port", "0", "--in-memory", "--schedule-interval", "2",
+               "--clock-file", str(runner.clock_file)]
     with tempfile.TemporaryFile() as log_file:
         process = subprocess.Popen(command, cwd=ROOT, stdin=subprocess.DEVNULL,
                                    stdout=log_file, stderr=subprocess.STDOUT,
