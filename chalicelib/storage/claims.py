@@ -478,12 +478,29 @@ def renew(project, queue, claim_id, ttl, grace):
 
 
 def release(project, queue, claim_id):
-    """End a claim now; its messages can be claimed again at once."""
+    """End a claim now; its messages can be claimed again at once.
+
+    The messages are freed before the timer that announces them is written:
+    a claimer that read the timer earlier would find them still held and count
+    the timer as handled. A crash before the timer only delays them until the
+    claim record's own key falls due.
+    """
     pq = queue_key(project, queue)
     now = clock.now_ms()
     claim = live_claim(project, queue, claim_id, now)
     if claim is None:
         return
+    held = held_records(pq, claim, now)
+    retrying(claim.update, actions=[ClaimRecord.expires.set(now)])
+    for record in held:
+        try:
+            retrying(record.update,
+                     actions=[MessageRecord.claim_id.remove(),
+                              MessageRecord.claim_expires.remove()],
+                     condition=MessageRecord.claim_id == claim_id)
+        except UpdateError as exc:
+            if not condition_failed(exc):
+                raise
     timer = _write_timer(pq, now, claim_id, claim.positions)
     # Claimers skip timers at or below `checked`: make sure this one is above.
     below_timer = timer.sk[:len(CLAIM_PREFIX) + 12]
@@ -494,13 +511,3 @@ def release(project, queue, claim_id):
     except UpdateError as exc:
         if not condition_failed(exc):
             raise
-    retrying(claim.update, actions=[ClaimRecord.expires.set(now)])
-    for record in held_records(pq, claim, now):
-        try:
-            retrying(record.update,
-                     actions=[MessageRecord.claim_id.remove(),
-                              MessageRecord.claim_expires.remove()],
-                     condition=MessageRecord.claim_id == claim_id)
-        except UpdateError as exc:
-            if not condition_failed(exc):
-                raise
