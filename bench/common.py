@@ -36,9 +36,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from local import dynamodb_local  # noqa: E402  (does not import chalicelib)
-from local.stage import stage_environment  # noqa: E402
+from local.runner import REGION, configure_environment  # noqa: E402  (nor does this)
+from local.triggers import list_shards  # noqa: E402
 
-REGION = "us-east-1"
 STAGE = "dev"
 READ_OPERATIONS = {"GetItem", "BatchGetItem", "Query", "Scan", "TransactGetItems"}
 WRITE_OPERATIONS = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem",
@@ -55,17 +55,7 @@ SHORT = {"GetItem": "Get", "BatchGetItem": "BatchGet", "Query": "Query",
 def set_environment(endpoint):
     """The dev stage's environment, pointed at `endpoint`, with dummy
     credentials (real ones must never be picked up by a bench run)."""
-    os.environ.update(stage_environment(STAGE))
-    os.environ.update({
-        "DYNAMODB_ENDPOINT": endpoint,
-        "AWS_ACCESS_KEY_ID": "local",
-        "AWS_SECRET_ACCESS_KEY": "local",
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_REGION": REGION,
-        "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
-    })
-    os.environ.pop("AWS_SESSION_TOKEN", None)
-    os.environ.pop("AWS_PROFILE", None)
+    configure_environment(STAGE, endpoint)
 
 
 def start_dynamodb():
@@ -395,14 +385,7 @@ class StreamReader:
                                                **kwargs)["ShardIterator"]
 
     def _shards(self):
-        shards, start = [], {}
-        while True:
-            page = self.streams.describe_stream(StreamArn=self.stream_arn, **start)
-            shards += page["StreamDescription"]["Shards"]
-            last = page["StreamDescription"].get("LastEvaluatedShardId")
-            if not last:
-                return shards
-            start = {"ExclusiveStartShardId": last}
+        return list_shards(self.streams, self.stream_arn)
 
     def read_new(self, limit=1000):
         """Every record written since the last call (shards in creation order)."""

@@ -49,6 +49,18 @@ def table_name_of(stream_arn):
     return resource.split("/")[1]
 
 
+def list_shards(streams, stream_arn):
+    """Every shard of a stream, following DescribeStream's pages."""
+    shards, start = [], {}
+    while True:
+        page = streams.describe_stream(StreamArn=stream_arn, **start)
+        shards += page["StreamDescription"]["Shards"]
+        last = page["StreamDescription"].get("LastEvaluatedShardId")
+        if not last:
+            return shards
+        start = {"ExclusiveStartShardId": last}
+
+
 class _Worker(threading.Thread):
     """A daemon thread that calls `step()` every `interval` seconds until stopped."""
 
@@ -147,14 +159,7 @@ class StreamPoller(_Worker):
         self.check_shards_at = 0  # time.monotonic() of the next shard listing
 
     def _shards(self):
-        shards, start = [], {}
-        while True:
-            page = self.streams.describe_stream(StreamArn=self.stream_arn, **start)
-            shards += page["StreamDescription"]["Shards"]
-            last = page["StreamDescription"].get("LastEvaluatedShardId")
-            if not last:
-                return shards
-            start = {"ExclusiveStartShardId": last}
+        return list_shards(self.streams, self.stream_arn)
 
     def _iterator(self, shard_id, position):
         return self.streams.get_shard_iterator(
