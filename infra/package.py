@@ -218,23 +218,26 @@ def tighten_policies(resources, table_names, stream_roles):
             policy["PolicyDocument"]["Statement"] = statements
 
 
-def stream_filters(config, stage):
-    """{function logical id: event patterns} from the `stream_filters` keys of
-    the `lambda_functions` sections of .chalice/config.json (Chalice ignores
-    the key; the stage's section wins over the top-level one)."""
-    filters = {}
+def function_settings(config, stage, key):
+    """{function logical id: value} from the `key` entries of the
+    `lambda_functions` sections of .chalice/config.json (Chalice ignores such
+    keys; the stage's section wins over the top-level one). Keys read here:
+    `stream_filters` (event patterns) and `stream_batching_window` (seconds a
+    stream handler's batch may wait to fill: fewer, fuller invocations)."""
+    found = {}
     for section in (config, config.get("stages", {}).get(stage, {})):
         for name, settings in section.get("lambda_functions", {}).items():
-            if "stream_filters" in settings:
-                filters[to_cfn_resource_name(name)] = settings["stream_filters"]
-    return filters
+            if key in settings:
+                found[to_cfn_resource_name(name)] = settings[key]
+    return found
 
 
-def configure_stream_sources(resources, table_names, filters):
+def configure_stream_sources(resources, table_names, filters, windows=None):
     """Bind each DynamoDB event source to the stack's table stream and set what
     Chalice cannot. Returns the logical ids of the stream handlers' roles."""
+    windows = windows or {}
     stream_roles = set()
-    unused_filters = set(filters)
+    unused_filters = set(filters) | set(windows)
     for function_id, function in _of_type(resources, "AWS::Serverless::Function").items():
         for event in function["Properties"].get("Events", {}).values():
             if event["Type"] != "DynamoDB":
@@ -248,13 +251,15 @@ def configure_stream_sources(resources, table_names, filters):
             event["Properties"]["Stream"] = {
                 "Fn::GetAtt": [table_names[table["name"]], "StreamArn"]}
             event["Properties"].update(copy.deepcopy(STREAM_EVENT_SETTINGS))
+            unused_filters.discard(function_id)
             if function_id in filters:
-                unused_filters.discard(function_id)
                 event["Properties"]["FilterCriteria"] = {"Filters": [
                     {"Pattern": json.dumps(pattern)} for pattern in filters[function_id]]}
+            if function_id in windows:
+                event["Properties"]["MaximumBatchingWindowInSeconds"] = windows[function_id]
             stream_roles.add(function["Properties"]["Role"]["Fn::GetAtt"][0])
     if unused_filters:
-        raise PackagingError(f"stream_filters for {sorted(unused_filters)}, "
+        raise PackagingError(f"stream settings for {sorted(unused_filters)}, "
                              "which have no DynamoDB stream handler")
     if stream_roles:
         resources[STREAM_FAILURE_QUEUE] = {
@@ -268,7 +273,8 @@ def fix_template(template, config, stage):
     resources = template["Resources"]
     table_names = wire_table_names(resources)
     stream_roles = configure_stream_sources(
-        resources, table_names, stream_filters(config, stage))
+        resources, table_names, function_settings(config, stage, "stream_filters"),
+        function_settings(config, stage, "stream_batching_window"))
     tighten_policies(resources, table_names, stream_roles)
     return template
 

@@ -288,7 +288,7 @@ def test_event_app_template_passes_cfn_lint(event_app_template):
     (EVENT_APP.replace('% os.environ.get("MESSAGES_TABLE")', '% "zaqar-dev-messages"'),
      "notify", "'arn:aws:dynamodb:us-east-1:000000000000:table/zaqar-dev-messages/"
                "stream/local' is not the stream of a table of this stage"),
-    (EVENT_APP, "notfiy", "stream_filters for ['Notfiy'], which have no DynamoDB"),
+    (EVENT_APP, "notfiy", "stream settings for ['Notfiy'], which have no DynamoDB"),
 ], ids=["stream of another stage", "filter for a missing handler"])
 def test_packaging_refuses_misbound_streams(tmp_path, app_source, filtered_handler, complaint):
     project = event_app_project(tmp_path / "project", app_source, filtered_handler)
@@ -296,3 +296,15 @@ def test_packaging_refuses_misbound_streams(tmp_path, app_source, filtered_handl
     assert result.returncode != 0
     assert complaint in result.stderr
     assert not (project / "out" / "sam.json").exists()
+
+
+def test_stats_handler_waits_to_fill_its_batches(template):
+    # At low traffic each stream record would otherwise cost its own counter
+    # update; the notification handler keeps its latency (no window).
+    events = {function_id: event["Properties"]
+              for function_id, function in template["Resources"].items()
+              if function["Type"] == "AWS::Serverless::Function"
+              for event in function["Properties"].get("Events", {}).values()
+              if event["Type"] == "DynamoDB"}
+    assert events["CountMessages"]["MaximumBatchingWindowInSeconds"] == 5
+    assert events["NotifySubscribers"]["MaximumBatchingWindowInSeconds"] == 0
