@@ -1,4 +1,6 @@
 """Queue actions, shared by the REST and websocket transports."""
+from datetime import datetime, timezone
+
 from chalicelib import clock, signed_urls
 from chalicelib.errors import BadRequest, Conflict, InvalidBody, NotFound
 from chalicelib.storage import messages as message_store
@@ -183,13 +185,23 @@ def patch(ctx, name, operations):
 
 
 def stats(ctx, name):
-    """Message counts and the oldest and newest message (see storage.stats for
-    how exact they are). A missing queue has zero counts."""
+    """({"claimed", "delayed", "free", "total", "oldest"?, "newest"?}, whether
+    the queue exists). See storage.stats for how exact the counts are; a
+    missing queue has zero counts."""
     check_queue_name(name)
     metadata, floor = queue_store.get_with_floor(ctx.project, name)
     if metadata is None:
-        return {"claimed": 0, "delayed": 0, "free": 0, "total": 0}, None, None
-    return stats_store.queue_stats(ctx.project, name, floor)
+        return {"claimed": 0, "delayed": 0, "free": 0, "total": 0}, False
+    counts, oldest, newest = stats_store.queue_stats(ctx.project, name, floor)
+    shown, now = dict(counts), clock.now_ms()
+    for key, record in (("oldest", oldest), ("newest", newest)):
+        if record is not None:
+            created = datetime.fromtimestamp(record.created / 1000, timezone.utc)
+            shown[key] = {
+                "id": record.message_id, "age": max(0, (now - record.created) // 1000),
+                "created": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "href": f"/v2/queues/{name}/messages/{record.message_id}"}
+    return shown, True
 
 
 def purge(ctx, name, document=None):

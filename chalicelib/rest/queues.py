@@ -1,10 +1,8 @@
 """Queue routes: list, create, get, patch, delete, stats, purge."""
-from datetime import datetime, timezone
 from urllib.parse import urlencode
 
 from chalice import Blueprint
 
-from chalicelib import clock
 from chalicelib.actions import queues
 from chalicelib.errors import UnsupportedMediaType
 from chalicelib.rest import respond, route
@@ -82,23 +80,10 @@ def delete_queue(call, queue_name):
     return respond(204)
 
 
-def _edge(queue_name, record, now_ms):
-    created = datetime.fromtimestamp(record.created / 1000, timezone.utc)
-    return {"id": record.message_id, "age": max(0, (now_ms - record.created) // 1000),
-            "created": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "href": f"/v2/queues/{queue_name}/messages/{record.message_id}"}
-
-
 @route(bp, "/v2/queues/{queue_name}/stats", ["GET"])
 def queue_stats(call, queue_name):
-    counts, oldest, newest = queues.stats(call.ctx, queue_name)
-    now_ms = clock.now_ms()
-    body = dict(counts)
-    if oldest is not None:
-        body["oldest"] = _edge(queue_name, oldest, now_ms)
-    if newest is not None:
-        body["newest"] = _edge(queue_name, newest, now_ms)
-    return respond(200, {"messages": body})
+    shown, _ = queues.stats(call.ctx, queue_name)
+    return respond(200, {"messages": shown})
 
 
 @route(bp, "/v2/queues/{queue_name}/purge", ["POST"])
