@@ -33,10 +33,6 @@ def subscriber(domain_name, stage, connection_id, binary):
     return f"{address}?{MSGPACK_QUERY}" if binary else address
 
 
-def is_connection(subscriber_uri):
-    return urlsplit(subscriber_uri).scheme == SCHEME
-
-
 def parse(subscriber_uri):
     """(domain name, stage, connection id, binary) of a connection's address."""
     parts = urlsplit(subscriber_uri)

@@ -17,7 +17,7 @@ from zaqarclient.queues import client as zaqar
 from conftest import CLIENT_ID
 from e2e.conftest import ROOT, _stop, _wait_until_serving
 from local import dynamodb_local
-from test_notifications import Receiver
+from test_notifications import receiver  # noqa: F401  (the same webhook receiver fixture)
 
 DELIVERY_LIMIT_S = 2.0
 
@@ -48,13 +48,6 @@ def confirming_url():
     second (as it would keep running on Lambda while retries are due)."""
     with runner({"REQUIRE_CONFIRMATION": "true"}, schedule_interval=0.5) as url:
         yield url
-
-
-@pytest.fixture
-def receiver():
-    server = Receiver()
-    yield server
-    server.close()
 
 
 @pytest.fixture
