@@ -21,6 +21,16 @@ Both hints are advanced by one conditional write, and only by a claimer that
 saw the state it is changing; a stale hint only costs a few extra reads. So a
 claim reads about what it takes, and writes one item per message, one claim
 record and one state update.
+
+Concurrent claimers read the same cursor, so they would race for the same
+oldest messages, and every lost race is a billed write. While claimers are
+seen contending, each one first takes a window of positions, as many as its
+limit, with an atomic ADD on the state item (which also reads it), and reads
+only that window (skipping positions costs nothing: they are keys), after
+the timers. Windows are disjoint; when they have fallen behind the cursor
+they start again at it. A claimer moves the cursor over the range it read if
+the cursor has reached that range, so windows taken in turn carry it along.
+A lone claimer takes no window: always the oldest.
 """
 import random
 from dataclasses import dataclass
@@ -47,6 +57,8 @@ MOST_TIMERS_PER_CLAIM = 100
 # other claimers rarely costs another round (and another claim-record write).
 CANDIDATE_MARGIN = 5
 CLAIM_ROUNDS = 3
+# Claimers take windows this long after contention was last seen.
+CONTENTION_MS = 10_000
 
 
 def new_claim_id(expires):
@@ -226,6 +238,10 @@ class Claimer:
         # Batch tokens of posts still writing, and of all uncommitted posts.
         self.writing = self.unfinished = frozenset()
 
+    def saw(self, state):
+        """Note the posts the queue's state lists as unfinished."""
+        self.writing, self.unfinished = unfinished_batches(state, self.now)
+
     @property
     def full(self):
         return len(self.taken) >= self.limit
@@ -277,11 +293,14 @@ class Claimer:
                     jump = random.randrange(len(order))
                     order = order[jump:] + order[:jump]
 
-    def candidates(self, checked, cursor):
+    def candidates(self, checked, start, window=False):
         """Free messages to try, oldest first: those of due timers, then from
-        the cursor. Returns (candidates, timers read, records read at the cursor)."""
+        `start` on (the cursor), or, given a `window` of positions handed to
+        this claimer alone, from its start to its end: the next is another's.
+        Returns (candidates, timers read, records read from `start`)."""
         # Each race lost so far widens the window: claimers spread over more.
         wanted = self.limit - len(self.taken) + CANDIDATE_MARGIN + self.lost
+        end = start + self.limit - 1 if window else 2 ** 64 - 1
         timers = list(released_by_timers(self.pq, due_timers(self.pq, checked, self.now),
                                           self.now, self.floor, self.unfinished))
         released = sorted({position_of(r.message_id): r for _, records in timers
@@ -291,16 +310,24 @@ class Claimer:
         named = {position for position, _ in released}  # a timer may name it too
         read = []
         if len(found) < wanted:
-            for record in scan(self.pq, max(cursor, self.floor), consistent=True,
-                               page_size=min(100, 2 * wanted + 5)):
-                read.append(record)
-                position = position_of(record.message_id)
-                if (is_free(record, self.now, self.floor, self.unfinished)
-                        and position not in self.tried and position not in named):
-                    found.append(record)
-                if len(found) >= wanted or len(read) >= MOST_READ_PER_CLAIM:
-                    break
+            read = self._read_free(start, wanted - len(found), found, named, end)
         return found, timers, read
+
+    def _read_free(self, start, wanted, found, named=frozenset(), end=2 ** 64 - 1):
+        """Read from `start` (to `end`) until `wanted` free untried messages
+        (not among `named`) are appended to `found`; returns the records read."""
+        read = []
+        for record in scan(self.pq, start, consistent=True, end=end,
+                           page_size=min(100, 2 * wanted + 5)):
+            read.append(record)
+            position = position_of(record.message_id)
+            if (is_free(record, self.now, self.floor, self.unfinished)
+                    and position not in self.tried and position not in named):
+                found.append(record)
+                wanted -= 1
+            if wanted <= 0 or len(read) >= MOST_READ_PER_CLAIM:
+                break
+        return read
 
     def record(self, records):
         """Write (or extend) the claim record to cover these messages before
@@ -324,11 +351,11 @@ class Claimer:
             checked = timer.sk
         return checked
 
-    def cursor_after(self, read, cursor):
-        """Past the records read at the cursor that are not free (held,
+    def cursor_after(self, read, start):
+        """Past the records read from `start` that are not free (held,
         expired, gone, from a post that never committed) or were tried; not
         past a free one left untried, nor a post that may still be writing."""
-        expected = cursor = max(cursor, self.floor)
+        expected = cursor = start
         for record in read:
             position = position_of(record.message_id)
             if position > expected and self.now - record.created < POST_WINDOW_MS:
@@ -342,18 +369,40 @@ class Claimer:
         return cursor
 
 
-def _set_hints(pq, state, cursor, checked):
-    """Store new hints, only if nobody changed them since we read them."""
-    if cursor == (state.cursor or 0) and checked == (state.checked or CLAIM_PREFIX):
+def _unchanged(attribute, value):
+    return attribute == value if value is not None else attribute.does_not_exist()
+
+
+def _set_hints(pq, state, floor, checked, cursor=None, seen_from=None, contended_at=None):
+    """Store new hints, only over the ones this caller read.
+
+    Both need `checked` as read. The cursor moves to `cursor` if it is as
+    read, or, given `seen_from`, from anywhere in [seen_from, cursor): the
+    caller saw nothing free left untried there, so the move is right wherever
+    another claimer has put the cursor in that range meanwhile, except back
+    down over messages a due timer released (settle_timers lowers it that way,
+    and moves `checked` with it). A claimer that met contention says so, for
+    the next claimers to take windows.
+    """
+    actions, condition = [], QueueState.counter.exists()
+    if checked != (state.checked or CLAIM_PREFIX):
+        actions.append(QueueState.checked.set(checked))
+    if cursor is not None and cursor != (state.cursor or 0):
+        actions.append(QueueState.cursor.set(cursor))
+        if seen_from is None:
+            condition &= _unchanged(QueueState.cursor, state.cursor)
+        elif seen_from > floor:
+            condition &= (QueueState.cursor >= seen_from) & (QueueState.cursor < cursor)
+        else:  # a cursor below the floor stands for the floor
+            condition &= QueueState.cursor.does_not_exist() | (QueueState.cursor < cursor)
+    if actions:
+        condition &= _unchanged(QueueState.checked, state.checked)
+    if contended_at is not None and (state.contended or 0) < contended_at - CONTENTION_MS / 2:
+        actions.append(QueueState.contended.set(contended_at))
+    if not actions:
         return
-    unchanged = ((QueueState.cursor == state.cursor) if state.cursor is not None
-                 else QueueState.cursor.does_not_exist())
-    unchanged &= ((QueueState.checked == state.checked) if state.checked is not None
-                  else QueueState.checked.does_not_exist())
     try:
-        retrying(QueueState(pq, STATE_KEY).update,
-                 actions=[QueueState.cursor.set(cursor), QueueState.checked.set(checked)],
-                 condition=unchanged & QueueState.counter.exists())
+        retrying(QueueState(pq, STATE_KEY).update, actions=actions, condition=condition)
     except UpdateError as exc:
         if not condition_failed(exc):
             raise  # a lost race leaves the hints to the next claimer
@@ -373,7 +422,7 @@ def settle_timers(pq, floor):
     for timer, records in released_by_timers(pq, timers, now, floor, unfinished):
         cursor = min([cursor] + [position_of(r.message_id) for r in records])
         checked = timer.sk
-    _set_hints(pq, state, cursor, checked)
+    _set_hints(pq, state, floor, checked, cursor=cursor)
 
 
 def create(project, queue, floor, ttl, grace, limit, dead_letter=None):
@@ -402,21 +451,97 @@ def pop(project, queue, floor, limit):
     return taken
 
 
+def _cursor_move(seen, cursor):
+    """The range (from, to) to move the cursor over: of the contiguous runs of
+    seen ranges, the one holding the cursor as last read, else the one that
+    reaches furthest; (None, None) if none moves it."""
+    runs = []
+    for seen_from, seen_to in sorted(seen):
+        if runs and seen_from <= runs[-1][1]:
+            runs[-1][1] = max(runs[-1][1], seen_to)
+        else:
+            runs.append([seen_from, seen_to])
+    runs = [run for run in runs if run[1] > run[0]]
+    holding = [run for run in runs if run[0] <= cursor < run[1]]
+    best = max(holding or runs, key=lambda run: run[1], default=(None, None))
+    return tuple(best)
+
+
+def _take_window(pq, size):
+    """The queue's state, read by the write that hands out the next window."""
+    state = QueueState(pq, STATE_KEY)
+    retrying(state.update, actions=[QueueState.window_end.add(size)],
+             condition=QueueState.counter.exists())
+    return state
+
+
+def _restart_windows(pq, window_end, new_end):
+    """Move the window pointer from `window_end` (as read) to `new_end`;
+    False if another claimer moved it first."""
+    try:
+        retrying(QueueState(pq, STATE_KEY).update,
+                 actions=[QueueState.window_end.set(new_end)],
+                 condition=QueueState.window_end == window_end)
+    except UpdateError as exc:
+        if not condition_failed(exc):
+            raise
+        return False
+    return True
+
+
+def _claim_from_windows(claimer, seen):
+    """Take what due timers released and free messages from windows of
+    positions handed to this claimer alone. Returns the state last read, the
+    timers handled up to, and whether other claimers are about."""
+    others = False
+    for _ in range(CLAIM_ROUNDS):
+        state = _take_window(claimer.pq, claimer.limit)
+        claimer.saw(state)
+        start = int(state.window_end) - claimer.limit
+        cursor = max(state.cursor or 0, claimer.floor)
+        if start < cursor:  # the windows fell behind the cursor: restart them there
+            if not _restart_windows(claimer.pq, state.window_end, cursor + claimer.limit):
+                others = True
+                continue
+            start = cursor
+        if start > (state.counter or 0):
+            break  # nothing posted there yet: the oldest free messages are at the cursor
+        others = others or start > cursor
+        checked = state.checked or CLAIM_PREFIX
+        found, timers, read = claimer.candidates(checked, start, window=True)
+        if found:
+            claimer.record(found)
+            claimer.take_some(found)
+        checked = claimer.checked_after(timers, checked)
+        seen.append((start, claimer.cursor_after(read, start)))
+        if claimer.taken:
+            return state, checked, others
+    return state, state.checked or CLAIM_PREFIX, others
+
+
 def _claim(claimer):
     state = load_state(claimer.pq)
-    claimer.writing, claimer.unfinished = unfinished_batches(state, claimer.now)
+    claimer.saw(state)
+    seen = []  # (from, to): ranges read with nothing free left untried
+    others = False
     checked = state.checked or CLAIM_PREFIX
-    cursor = state.cursor or 0
-    for _ in range(CLAIM_ROUNDS):  # another round only when others won races
+    if (state.contended or 0) > claimer.now - CONTENTION_MS:
+        state, checked, others = _claim_from_windows(claimer, seen)
+    cursor = max(state.cursor or 0, claimer.floor)
+    for _ in range(0 if claimer.taken else CLAIM_ROUNDS):  # again if others won races
         found, timers, read = claimer.candidates(checked, cursor)
         if found:
             claimer.record(found)
             claimer.take_some(found)
         checked = claimer.checked_after(timers, checked)
-        cursor = claimer.cursor_after(read, cursor)
+        seen.append((cursor, claimer.cursor_after(read, cursor)))
+        cursor = seen[-1][1]
         if claimer.full or not found:
             break
-    _set_hints(claimer.pq, state, max(cursor, state.cursor or 0), checked)
+    seen_from, seen_to = _cursor_move(seen, max(state.cursor or 0, claimer.floor))
+    contended = others or claimer.lost > 0
+    _set_hints(claimer.pq, state, claimer.floor, checked, cursor=seen_to,
+               seen_from=seen_from, contended_at=claimer.now if contended else None)
     taken = sorted(claimer.taken, key=lambda record: position_of(record.message_id))
     return claimer.claim_id, [to_message(record, claimer.now) for record in taken]
 

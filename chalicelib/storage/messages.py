@@ -264,8 +264,8 @@ def get_records(pq, positions, consistent=True):
     return {position_of(record.message_id): record for record in found}
 
 
-def scan(pq, start, consistent=False, page_size=50):
-    """Message records from position `start` on, in order (lazy).
+def scan(pq, start, consistent=False, page_size=50, end=2 ** 64 - 1):
+    """Message records from position `start` on (to `end`), in order (lazy).
 
     A page that fails transiently is asked for again from the position after
     the last record read, so a throttled page costs a retry, not the request.
@@ -274,8 +274,7 @@ def scan(pq, start, consistent=False, page_size=50):
     while True:
         try:
             for record in MessageRecord.query(
-                    pq, MessageRecord.sk.between(position_key(start),
-                                                 position_key(2 ** 64 - 1)),
+                    pq, MessageRecord.sk.between(position_key(start), position_key(end)),
                     consistent_read=consistent, page_size=page_size):
                 start = position_of(record.message_id) + 1
                 yield record

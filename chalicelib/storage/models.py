@@ -101,6 +101,11 @@ class QueueState(Model):
     checked = UnicodeAttribute(attr_name="ck", null=True)
     # Posts still writing: batch token -> deadline (ms). See messages.post.
     pending = MapAttribute(attr_name="pd", null=True)
+    # While claimers contend (see claims.py): where the next claim window
+    # starts, handed out by atomic ADDs, and when claimers were last seen
+    # contending (epoch ms).
+    window_end = NumberAttribute(attr_name="w", null=True)
+    contended = NumberAttribute(attr_name="ct", null=True)
 
 
 class ClaimRecord(Model):

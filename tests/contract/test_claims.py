@@ -1,8 +1,10 @@
 """Claims: create, get, renew, release, exclusivity and expiry."""
 import pytest
 
+from chalicelib import clock as service_clock
 from chalicelib.actions import claims, messages, queues
 from chalicelib.errors import BadRequest, NotFound
+from chalicelib.storage.models import STATE_KEY, QueueState, queue_key
 from contract.support import post
 
 
@@ -130,6 +132,48 @@ def test_messages_of_expired_claims_come_back_oldest_first(ctx, clock):
     clock.advance(121)
     _, taken = claims.create(ctx, "q", {"ttl": 60}, limit=1)
     assert [m.id for m in taken] == ids[:1]
+
+
+def contend(ctx, queue):
+    """Mark the queue as after claimers raced on it: the next claims take
+    windows of positions, as they do under contention."""
+    state = QueueState(queue_key(ctx.project, queue), STATE_KEY)
+    state.update(actions=[QueueState.contended.set(service_clock.now_ms())])
+
+
+def test_claims_from_windows_still_take_oldest_first(ctx):
+    ids = post(ctx, "q", 25)
+    contend(ctx, "q")
+    taken = [[m.id for m in claims.create(ctx, "q", {"ttl": 60}, limit=10)[1]]
+             for _ in range(4)]
+    assert taken == [ids[:10], ids[10:20], ids[20:], []]
+
+
+def test_claims_from_windows_find_messages_posted_after_windows_ran_ahead(ctx):
+    post(ctx, "q", 1)
+    contend(ctx, "q")
+    for _ in range(3):  # windows handed out past the last message
+        claims.create(ctx, "q", {"ttl": 60}, limit=10)
+    later = post(ctx, "q", 3, start=1)
+    assert [m.id for m in claims.create(ctx, "q", {"ttl": 60}, limit=10)[1]] == later
+
+
+def test_windows_left_behind_the_cursor_start_again_at_it(ctx, clock):
+    ids = post(ctx, "q", 30)
+    contend(ctx, "q")
+    claims.create(ctx, "q", {"ttl": 600}, limit=10)
+    clock.advance(60)  # contention is over: a lone claimer moves the cursor alone
+    claims.create(ctx, "q", {"ttl": 600}, limit=10)
+    contend(ctx, "q")
+    assert [m.id for m in claims.create(ctx, "q", {"ttl": 600}, limit=10)[1]] == ids[20:]
+
+
+def test_released_messages_are_claimed_from_windows_too(ctx):
+    ids = post(ctx, "q", 15)
+    claim_id, _ = claims.create(ctx, "q", {"ttl": 600}, limit=5)
+    contend(ctx, "q")
+    claims.delete(ctx, "q", claim_id)
+    assert [m.id for m in claims.create(ctx, "q", {"ttl": 60}, limit=10)[1]] == ids[:10]
 
 
 @pytest.mark.xfail(strict=True, reason=(
