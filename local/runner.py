@@ -20,6 +20,7 @@ from pathlib import Path
 import boto3
 from chalice.cli.factory import CLIFactory
 from chalice.local import ChaliceRequestHandler, create_local_server
+from pynamodb.models import Model
 
 from local import dynamodb_local, websocket_server
 from local.stage import PROJECT_DIR, stage_environment
@@ -108,6 +109,17 @@ def load_app(stage):
     return config.chalice_app, config
 
 
+def build_storage_clients():
+    """Build every model's botocore client now, in one thread. pynamodb builds
+    them on first use without a lock, so the first concurrent requests would
+    each build their own (tens of CPU-ms apiece) and all but one go to waste."""
+    models = list(Model.__subclasses__())
+    while models:
+        model = models.pop()
+        models.extend(model.__subclasses__())
+        model._get_connection().connection.client  # noqa: B018 (builds it)
+
+
 def aws_client(service, endpoint):
     return boto3.client(service, endpoint_url=endpoint, region_name=REGION)
 
@@ -191,6 +203,7 @@ def main(argv=None):
         from local.tables import create_tables  # imports the models: env first
         create_tables()
         app, config = load_app(args.stage)
+        build_storage_clients()
         if args.clock_file:
             shift_clock(args.clock_file)
         workers = start_triggers(app, config, aws_client("dynamodb", storage.endpoint),
