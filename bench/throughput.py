@@ -12,6 +12,11 @@ Everything runs on this machine: the client threads, the runner (one Python
 process, a thread per request) and DynamoDB Local (a JVM) share its cores.
 Reference: Zaqar 23.0.1 on Redis carries about 430-520 messages/s on this
 kind of 2-core machine.
+
+Then, with the runner stopped, the engine's own ceiling: a fresh DynamoDB
+Local and the same threads doing only the writes no message life can do
+without (a BatchWriteItem of 10 to post, a conditional UpdateItem to claim,
+a DeleteItem), through bare boto3: no HTTP, no service code, no reads.
 """
 import os
 import threading
@@ -156,6 +161,68 @@ def main():
         print(common.machine_load())
     finally:
         runner.stop()
+    engine_ceiling()
+
+
+def engine_ceiling(total=1_000):
+    """Messages/s when each message costs only its three unavoidable writes."""
+    from local import dynamodb_local
+    db = dynamodb_local.start()
+    try:
+        common.set_environment(db.endpoint)  # dummy credentials, local endpoint
+        client = common.boto_client("dynamodb", db.endpoint)
+        table = "ceiling"
+        client.create_table(
+            TableName=table, BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": "pq", "KeyType": "HASH"},
+                       {"AttributeName": "sk", "KeyType": "RANGE"}],
+            AttributeDefinitions=[{"AttributeName": "pq", "AttributeType": "S"},
+                                  {"AttributeName": "sk", "AttributeType": "S"}])
+        body = {"S": common.dumps(BODY)}
+        lock = threading.Lock()
+
+        def key(n):
+            return {"pq": {"S": QUEUE}, "sk": {"S": f"m#{n:016x}"}}
+
+        def life(batches):
+            own = common.boto_client("dynamodb", db.endpoint)
+            while True:
+                with lock:
+                    batch = next(batches, None)
+                if batch is None:
+                    return
+                numbers = range(batch * BATCH, (batch + 1) * BATCH)
+                own.batch_write_item(RequestItems={table: [
+                    {"PutRequest": {"Item": dict(key(n), b=body)}} for n in numbers]})
+                for n in numbers:
+                    own.update_item(TableName=table, Key=key(n), UpdateExpression="SET c = :c",
+                                    ConditionExpression="attribute_exists(sk)",
+                                    ExpressionAttributeValues={":c": {"S": "claim"}})
+                    own.delete_item(TableName=table, Key=key(n))
+
+        def run(first_batch):
+            batches = iter(range(first_batch, first_batch + total // BATCH))
+            threads = [threading.Thread(target=life, args=(batches,))
+                       for _ in range(PRODUCERS + WORKERS)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+
+        run(0)  # warms the JVM up, as the throughput run had
+        cpu_before = common.cpu_seconds(db.process.pid)
+        started = time.perf_counter()
+        run(total // BATCH)
+        span = time.perf_counter() - started
+        cpu = common.cpu_seconds(db.process.pid) - cpu_before
+        print(f"\nEngine ceiling: {PRODUCERS + WORKERS} threads, {total:,} messages (after as "
+              f"many to warm up), each "
+              f"only posted (BatchWriteItem of {BATCH}), claimed (1 conditional UpdateItem) "
+              f"and deleted (1 DeleteItem) through bare boto3 on a fresh DynamoDB Local: "
+              f"{total / span:,.0f} messages/s, DynamoDB Local "
+              f"{cpu * 1000 / total:.1f} CPU-ms per message")
+    finally:
+        db.stop()
 
 
 def calibrate(base, session, seconds=3):
