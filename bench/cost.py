@@ -162,10 +162,11 @@ def bench_depth(depth, body, reader, clock, meter):
         call("bare PutItem", bare_put)
     if short_claims:
         print(f"WARNING: {short_claims} claims took fewer than 10 messages")
-    counts, oldest, newest = stats_call()
-    print(f"stats after the rounds: {counts}")
-    sizes = (workload.stored_item_size(PROJECT, queue, oldest.message_id),
-             workload.stored_item_size(PROJECT, queue, newest.message_id))
+    shown, _ = stats_call()
+    oldest, newest = shown.pop("oldest"), shown.pop("newest")
+    print(f"stats after the rounds: {shown}")
+    sizes = (workload.stored_item_size(PROJECT, queue, oldest["id"]),
+             workload.stored_item_size(PROJECT, queue, newest["id"]))
     print(f"stored message items: {sizes[0]} bytes claimed (oldest), "
           f"{sizes[1]} bytes free (newest)")
     print()
