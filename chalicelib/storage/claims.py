@@ -237,6 +237,7 @@ class Claimer:
         self.recorded = False
         # Batch tokens of posts still writing, and of all uncommitted posts.
         self.writing = self.unfinished = frozenset()
+        self.seen = []  # (from, to): ranges read with nothing free left untried
 
     def saw(self, state):
         """Note the posts the queue's state lists as unfinished."""
@@ -312,6 +313,16 @@ class Claimer:
         if len(found) < wanted:
             read = self._read_free(start, wanted - len(found), found, named, end)
         return found, timers, read
+
+    def round(self, checked, start, window=False):
+        """Take candidates (see `candidates`) and note the range read from
+        `start`. Returns (whether any was free, timers handled up to)."""
+        found, timers, read = self.candidates(checked, start, window)
+        if found:
+            self.record(found)
+            self.take_some(found)
+        self.seen.append((start, self.cursor_after(read, start)))
+        return bool(found), self.checked_after(timers, checked)
 
     def _read_free(self, start, wanted, found, named=frozenset(), end=2 ** 64 - 1):
         """Read from `start` (to `end`) until `wanted` free untried messages
@@ -489,7 +500,7 @@ def _restart_windows(pq, window_end, new_end):
     return True
 
 
-def _claim_from_windows(claimer, seen):
+def _claim_from_windows(claimer):
     """Take what due timers released and free messages from windows of
     positions handed to this claimer alone. Returns the state last read, the
     timers handled up to, and whether other claimers are about."""
@@ -507,13 +518,7 @@ def _claim_from_windows(claimer, seen):
         if start > (state.counter or 0):
             break  # nothing posted there yet: the oldest free messages are at the cursor
         others = others or start > cursor
-        checked = state.checked or CLAIM_PREFIX
-        found, timers, read = claimer.candidates(checked, start, window=True)
-        if found:
-            claimer.record(found)
-            claimer.take_some(found)
-        checked = claimer.checked_after(timers, checked)
-        seen.append((start, claimer.cursor_after(read, start)))
+        _, checked = claimer.round(state.checked or CLAIM_PREFIX, start, window=True)
         if claimer.taken:
             return state, checked, others
     return state, state.checked or CLAIM_PREFIX, others
@@ -522,23 +527,17 @@ def _claim_from_windows(claimer, seen):
 def _claim(claimer):
     state = load_state(claimer.pq)
     claimer.saw(state)
-    seen = []  # (from, to): ranges read with nothing free left untried
     others = False
     checked = state.checked or CLAIM_PREFIX
     if (state.contended or 0) > claimer.now - CONTENTION_MS:
-        state, checked, others = _claim_from_windows(claimer, seen)
+        state, checked, others = _claim_from_windows(claimer)
     cursor = max(state.cursor or 0, claimer.floor)
     for _ in range(0 if claimer.taken else CLAIM_ROUNDS):  # again if others won races
-        found, timers, read = claimer.candidates(checked, cursor)
-        if found:
-            claimer.record(found)
-            claimer.take_some(found)
-        checked = claimer.checked_after(timers, checked)
-        seen.append((cursor, claimer.cursor_after(read, cursor)))
-        cursor = seen[-1][1]
+        found, checked = claimer.round(checked, cursor)
+        cursor = claimer.seen[-1][1]
         if claimer.full or not found:
             break
-    seen_from, seen_to = _cursor_move(seen, max(state.cursor or 0, claimer.floor))
+    seen_from, seen_to = _cursor_move(claimer.seen, max(state.cursor or 0, claimer.floor))
     contended = others or claimer.lost > 0
     _set_hints(claimer.pq, state, claimer.floor, checked, cursor=seen_to,
                seen_from=seen_from, contended_at=claimer.now if contended else None)
