@@ -50,7 +50,7 @@ def sweep_section(meter, clock, reader, body):
     clock.advance(120)  # every message is past its expiry (ttl 60 s)
     rows = []
     with meter.measure() as first:
-        deleted = sweeper.run(deadline_ms=clock.now_ms() + 25_000)
+        deleted = sweeper.run(deadline_ms=clock.now_ms() + 25_000).deleted
     rows.append(row(f"sweep run: {deleted:,} expired messages deleted", first.usage,
                     first.seconds))
     if deleted and deleted != 1000:
@@ -62,7 +62,7 @@ def sweep_section(meter, clock, reader, body):
                     fed.usage, fed.seconds))
     after = stats_store.queue_stats(PROJECT, queue, floor)[0]
     with meter.measure() as idle:
-        idle_deleted = sweeper.run(deadline_ms=clock.now_ms() + 25_000)
+        idle_deleted = sweeper.run(deadline_ms=clock.now_ms() + 25_000).deleted
     rows.append(row(f"sweep run with nothing expired (1 empty queue, "
                     f"{idle_deleted} deleted)", idle.usage, idle.seconds))
     common.print_table(HEADERS, rows,
@@ -77,7 +77,7 @@ def idle_sweep_with_live_head(meter, clock, depth_queues):
     every minute even with nothing to delete."""
     from chalicelib.storage import sweeper
     with meter.measure() as idle:
-        deleted = sweeper.run(deadline_ms=clock.now_ms() + 25_000)
+        deleted = sweeper.run(deadline_ms=clock.now_ms() + 25_000).deleted
     return row(f"sweep run, nothing expired, {len(depth_queues) + 1} queues "
                f"({', '.join(depth_queues)} + the empty one); {deleted} deleted",
                idle.usage, idle.seconds)

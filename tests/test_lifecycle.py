@@ -102,11 +102,11 @@ def test_sweep_deletes_expired_messages_in_bounded_resumable_runs(clock):
     post("old", ["fresh"], ttl=3600)
     clock.advance(61)
     # A run whose deadline has passed still makes progress: one batch.
-    first = sweeper.run(deadline_ms=clock.now)
+    first = sweeper.run(deadline_ms=clock.now).deleted
     assert 0 < first < 60
     total = first
     while stored_message_count("old") > 1:
-        total += sweeper.run(deadline_ms=clock.now + 10_000)
+        total += sweeper.run(deadline_ms=clock.now + 10_000).deleted
     assert total == 60
     assert free_bodies("old") == ["fresh"]
 
@@ -122,6 +122,30 @@ def test_deleting_a_queue_hides_its_messages_and_the_sweep_removes_them(client, 
     remaining = [json.loads(item.body) for item in MessageRecord.query(queue_key(PROJECT, "gone"))
                  if item.sk.startswith("m#")]
     assert remaining == ["new"]
+
+
+def test_a_failing_sweep_job_is_counted_and_skipped_and_the_others_go_on(
+        client, clock, monkeypatch, caplog):
+    for queue in ("first", "second"):
+        post(queue, ["old"])
+        assert client.http.delete(f"/v2/queues/{queue}", headers=headers()).status_code == 204
+    real_sweep = sweeper.sweep_deleted_queue
+
+    def broken_for_first(job, budget):
+        if job.sk.endswith("/first"):
+            raise RuntimeError("a job that cannot be swept")
+        return real_sweep(job, budget)
+    monkeypatch.setattr(sweeper, "sweep_deleted_queue", broken_for_first)
+
+    run = sweeper.run(deadline_ms=clock.now + 10_000)
+    assert run.failed == 1
+    assert stored_message_count("second") == 0
+    assert stored_message_count("first") == 1  # kept for a later run
+    assert "deleted queue" in caplog.text and "first" in caplog.text
+
+    monkeypatch.setattr(sweeper, "sweep_deleted_queue", real_sweep)
+    assert sweeper.run(deadline_ms=clock.now + 10_000).failed == 0
+    assert stored_message_count("first") == 0
 
 
 def test_purge_removes_every_message_at_once(clock):

@@ -14,8 +14,12 @@ run never times out however much has expired and the next one picks up there:
   unexpired message stops it: those behind it wait for the next runs, or for
   TTL), and timers that fell due with no claimer around are settled (see
   claims.settle_timers).
+
+A job or queue whose sweep fails is logged, counted and skipped: one bad item
+must never stop the sweep for everyone else.
 """
 import json
+import logging
 
 from pynamodb.exceptions import DoesNotExist
 
@@ -30,6 +34,7 @@ from chalicelib.storage.models import (
     MessageRecord, QueueRecord, SweepJob, SweepProgress, queue_key)
 from chalicelib.storage.retry import retrying
 
+log = logging.getLogger("zaqar.sweeper")
 PAGE = 100
 HEAD_PAGE = 10
 # No message outlives this: the longest ttl, stretched by the longest claim.
@@ -38,11 +43,13 @@ LONGEST_LIFE_MS = (Settings.max_message_ttl + Settings.max_claim_ttl
 
 
 class Budget:
-    """Stops a run at its deadline, leaving the rest to the next run."""
+    """Stops a run at its deadline, leaving the rest to the next run; counts
+    what the run deleted and which of its jobs and queues failed."""
 
     def __init__(self, deadline_ms):
         self.deadline = deadline_ms
         self.deleted = 0
+        self.failed = 0
 
     @property
     def spent(self):
@@ -78,11 +85,14 @@ def sweep_deleted_queue(job, budget):
     project, _, name = job.sk.rpartition("/")
     metadata, floor = queue_store.get_with_floor(project, name)
     below = 2 ** 64 if metadata is None else floor
-    old_messages = MessageRecord.query(
-        job.sk, MessageRecord.sk.between(position_key(0), position_key(below - 1)),
-        page_size=PAGE)
-    if not _sweep(old_messages, lambda item: True, budget):
-        return False
+    # A queue created again before anything was posted has floor 0: no
+    # message can sit below it (and an empty key range is a DynamoDB error).
+    if below > 0:
+        old_messages = MessageRecord.query(
+            job.sk, MessageRecord.sk.between(position_key(0), position_key(below - 1)),
+            page_size=PAGE)
+        if not _sweep(old_messages, lambda item: True, budget):
+            return False
     # Claims and timers of the old incarnation name only positions below it.
     holds = ClaimRecord.query(job.sk, ClaimRecord.sk.startswith(CLAIM_PREFIX),
                               page_size=PAGE)
@@ -97,14 +107,39 @@ def sweep_queue_head(project, name, floor, budget):
     _sweep(head, lambda record: record.expires <= now, budget, stop_at_live=True)
 
 
+def _attempt(budget, what, step, *args):
+    """step(*args), or None when it fails: logged and counted, so the run
+    goes on with the next job or queue."""
+    try:
+        return step(*args)
+    except Exception:
+        budget.failed += 1
+        log.exception("sweep of %s failed; skipped until the next run", what)
+        return None
+
+
+def _sweep_live_queue(queue, budget):
+    pq = queue_key(queue.project, queue.name)
+    floor = int(queue.floor or 0)
+    sweep_queue_head(queue.project, queue.name, floor, budget)
+    claims.settle_timers(pq, floor)
+    forget_abandoned_batches(pq, clock.now_ms(), LONGEST_LIFE_MS)
+
+
+def _finish_job(job, budget):
+    if sweep_deleted_queue(job, budget):
+        retrying(job.delete)
+
+
 def run(deadline_ms):
-    """One sweep run; returns how many items it deleted."""
+    """One sweep run; returns its Budget (what it deleted, what failed)."""
     budget = Budget(deadline_ms)
-    for job in retrying(lambda: list(SweepJob.query(SWEEP_JOBS_KEY, limit=PAGE))):
+    # Every job is read (they are small), so jobs that keep failing never
+    # hold back the ones after them.
+    for job in retrying(lambda: list(SweepJob.query(SWEEP_JOBS_KEY, page_size=PAGE))):
         if budget.spent:
-            return budget.deleted
-        if sweep_deleted_queue(job, budget):
-            retrying(job.delete)
+            return budget
+        _attempt(budget, f"deleted queue {job.sk!r}", _finish_job, job, budget)
     try:
         progress = retrying(SweepProgress.get, SWEEP_PROGRESS_KEY, STATE_KEY)
     except DoesNotExist:
@@ -113,12 +148,13 @@ def run(deadline_ms):
     page = QueueRecord.scan(limit=PAGE, last_evaluated_key=start, page_size=PAGE)
     for queue in page:
         if budget.spent:
-            return budget.deleted
-        pq = queue_key(queue.project, queue.name)
-        sweep_queue_head(queue.project, queue.name, int(queue.floor or 0), budget)
-        claims.settle_timers(pq, int(queue.floor or 0))
-        forget_abandoned_batches(pq, clock.now_ms(), LONGEST_LIFE_MS)
+            return budget
+        _attempt(budget, f"queue {queue.project!r}/{queue.name!r}",
+                 _sweep_live_queue, queue, budget)
     last = page.last_evaluated_key
     progress.queues_from = json.dumps(last) if last else None
     retrying(progress.save)
-    return budget.deleted
+    if budget.failed:
+        log.warning("sweep run: %d deleted, %d jobs or queues failed",
+                    budget.deleted, budget.failed)
+    return budget
