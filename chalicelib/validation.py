@@ -42,23 +42,54 @@ class Context:
 
 # -- JSON documents ---------------------------------------------------------
 
-def _bounded_int(text):
-    value = int(text)
-    if not INT64[0] <= value <= INT64[1]:
-        raise InvalidBody("JSON contains integer that is too large.")
-    return value
+# Deep enough for any real document (Ruby's JSON parser stops at 100 too),
+# and far from Python's recursion limit, which a deeper one would reach in
+# the encoder or the schema checks (a 500 instead of a 400).
+JSON_MAX_DEPTH = 100
+UNPARSABLE = "Request body could not be parsed."
+TOO_DEEP = f"JSON may nest at most {JSON_MAX_DEPTH} levels deep."
 
 
-def _finite_float(text):
-    value = float(text)
-    if math.isinf(value):
-        raise ValueError("number out of range")
-    return value
+def check_json_value(document):
+    """Refuse what could not be stored and later answered as strict JSON:
+    NaN and infinities (Python's parser takes NaN, Infinity and 1e400), integers outside 64 bits,
+    object keys that are not strings, values that are not JSON at all (what
+    a MessagePack frame can carry: bytes, extension types), and nesting
+    deeper than JSON_MAX_DEPTH. Every transport checks what it decoded here.
+    """
+    pending = [(document, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if value is None or isinstance(value, (str, bool)):
+            continue
+        if isinstance(value, int):
+            if not INT64[0] <= value <= INT64[1]:
+                raise InvalidBody("JSON contains integer that is too large.")
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                raise InvalidBody(UNPARSABLE)
+        elif isinstance(value, (dict, list)):
+            if depth > JSON_MAX_DEPTH:
+                raise InvalidBody(TOO_DEEP)
+            if isinstance(value, dict):
+                if not all(isinstance(key, str) for key in value):
+                    raise InvalidBody("JSON object keys must be strings.")
+                value = value.values()
+            pending.extend((item, depth + 1) for item in value)
+        else:
+            raise InvalidBody(f"A value of type {type(value).__name__} is not JSON.")
 
 
-def _no_constant(name):
-    # NaN and Infinity are not JSON; stored, they would make our answers invalid.
-    raise ValueError(f"{name} is not JSON")
+def load_json(raw):
+    """Any strict JSON value, checked by check_json_value; InvalidBody if not."""
+    try:
+        document = json.loads(raw)
+    except RecursionError:  # far deeper than the limit
+        raise InvalidBody(TOO_DEEP)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidBody(UNPARSABLE)
+    check_json_value(document)
+    return document
 
 
 def parse_json(raw, required=True):
@@ -70,15 +101,9 @@ def parse_json(raw, required=True):
         if required:
             raise InvalidBody("Request body can not be empty")
         return None
-    try:
-        document = json.loads(raw, parse_int=_bounded_int, parse_float=_finite_float,
-                              parse_constant=_no_constant)
-    except InvalidBody:
-        raise
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidBody("Request body could not be parsed.")
+    document = load_json(raw)
     if not isinstance(document, (dict, list)):
-        raise InvalidBody("Request body could not be parsed.")
+        raise InvalidBody(UNPARSABLE)
     return document
 
 

@@ -172,6 +172,65 @@ def test_an_answer_too_large_for_api_gateway_drops_the_echo_then_says_so(ws):
     assert status(ws.ask("message_list", {"queue_name": "q1", "echo": True, "limit": 1})) == 200
 
 
+def strict_json(text):
+    """Parse as strict JSON: NaN and Infinity are not JSON."""
+    def refuse(name):
+        raise ValueError(f"{name} in an answer")
+    return json.loads(text, parse_constant=refuse)
+
+
+def nested(levels):
+    value = "bottom"
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+# -- what JSON cannot answer: refused as REST refuses it -------------------
+
+def ws_frame(action, body):
+    return {"action": action, "headers": headers(), "body": body}
+
+
+@pytest.mark.parametrize("text", [
+    '{"action": "queue_create", "headers": HEADERS, '
+    '"body": {"queue_name": "meta1", "metadata": {"x": 1e400}}}',
+    '{"action": "queue_create", "headers": HEADERS, '
+    '"body": {"queue_name": "meta1", "metadata": {"x": NaN}}}',
+    '{"action": "queue_create", "headers": HEADERS, '
+    '"body": {"queue_name": "meta1", "metadata": {"x": -Infinity}}}',
+    '{"action": "queue_create", "headers": HEADERS, '
+    '"body": {"queue_name": "meta1", "metadata": {"x": ' + '[' * 975 + ']' * 975 + '}}}',
+])
+def test_a_websocket_frame_with_what_json_cannot_answer_is_refused(client, ws, text):
+    answer = ws.send_raw(text.replace("HEADERS", json.dumps(headers())))
+    assert status(answer) == 400
+    assert answer["body"]["error"].startswith("Can't decode text (JSON) request. ")
+    listed = client.http.get("/v2/queues?detailed=true", headers=headers())
+    assert [queue["name"] for queue in strict_json(listed.body)["queues"]] == []
+
+
+def test_a_websocket_message_body_of_infinity_is_not_stored(client, ws):
+    text = json.dumps(ws_frame("message_post", {
+        "queue_name": "q1", "messages": [{"body": "INF"}]})).replace('"INF"', "1e400")
+    assert status(ws.send_raw(text)) == 400
+    listed = client.http.get("/v2/queues/q1/messages?echo=true", headers=headers())
+    assert strict_json(listed.body) == {"messages": [], "links": []}
+
+
+@pytest.mark.parametrize("value", [b"raw bytes", msgpack.ExtType(5, b"\x00"),
+                                   {1: "integer key"}, float("nan"), nested(150)],
+                         ids=["bin", "ext", "int-key", "nan", "deep"])
+def test_a_msgpack_frame_with_values_json_has_not_is_refused(client, ws, value):
+    frame = ws_frame("message_post", {"queue_name": "q1", "messages": [{"body": value}]})
+    answer = ws.send_raw(msgpack.packb(frame))
+    assert status(answer) == 400
+    assert answer["body"]["error"].startswith("Can't decode binary (MessagePack) request. ")
+    listed = client.http.get("/v2/queues/q1/messages?echo=true", headers=headers())
+    assert strict_json(listed.body) == {"messages": [], "links": []}
+    assert status(ws.ask("queue_list")) == 200
+
+
 def test_a_malformed_client_id_is_answered_like_rest(ws):
     answer = ws.ask("queue_list", client_id="not-a-uuid")
     assert status(answer) == 400

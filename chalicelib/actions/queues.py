@@ -231,7 +231,8 @@ def share(ctx, name, document):
     if unknown:
         raise BadRequest(f"Unknown keys: {unknown}")
     paths = document.get("paths", ["messages"])
-    if not isinstance(paths, list) or not set(paths) <= set(SHAREABLE_PATHS):
+    if not isinstance(paths, list) or not all(
+            isinstance(path, str) and path in SHAREABLE_PATHS for path in paths):
         raise BadRequest(f"Invalid paths: {paths}")
     methods = document.get("methods", ["GET"])
     if not isinstance(methods, list) or not all(isinstance(m, str) for m in methods):

@@ -4,6 +4,9 @@ msgpack in a binary one)."""
 import base64
 import json
 
+from chalicelib.errors import InvalidBody
+from chalicelib.validation import check_json_value
+
 # API Gateway carries at most 128 KB per websocket message, either way.
 MAX_MESSAGE_BYTES = 128 * 1024
 API_VERSION = "v2"
@@ -20,12 +23,6 @@ def _msgpack():
     # reach the app only where something else serves the websocket (locally).
     import msgpack
     return msgpack
-
-
-def _no_constant(name):
-    # NaN and Infinity are not JSON: stored in a message, they would make
-    # every later answer that shows it invalid JSON.
-    raise ValueError(f"{name} is not JSON")
 
 
 def read_event(event):
@@ -46,15 +43,17 @@ def decode(data, binary):
     if size_of(data) > MAX_MESSAGE_BYTES:
         raise FrameError(f"Request too large: {size_of(data)} bytes; a websocket "
                          f"message may hold at most {MAX_MESSAGE_BYTES} bytes.")
+    kind = "binary (MessagePack)" if binary else "text (JSON)"
     try:
-        if binary:
-            payload = _msgpack().unpackb(data)
-        else:
-            payload = json.loads(data, parse_constant=_no_constant)
+        payload = _msgpack().unpackb(data) if binary else json.loads(data)
     except Exception as error:  # any decoder failure is the client's
-        kind = "binary (MessagePack)" if binary else "text (JSON)"
         raise FrameError(f"Can't decode {kind} request. "
                          f"{type(error).__name__}: {error}")
+    # The checks a REST body gets: what is stored must come back as JSON.
+    try:
+        check_json_value(payload)
+    except InvalidBody as error:
+        raise FrameError(f"Can't decode {kind} request. {error.description}")
     if not isinstance(payload, dict):
         raise FrameError("Unexpected body type. Expected dict or dict like.")
     return payload

@@ -1,0 +1,84 @@
+"""Input a careless or hostile client sends: refused with a 4xx and a
+Zaqar error body, with nothing changed, on REST and the websocket alike, so
+that no stored value can make a later answer invalid JSON."""
+import json
+
+import pytest
+
+from conftest import headers
+
+DEPTH = 975  # what a 2 KB body holds; it reached Python's recursion limit
+TOO_DEEP = "[" * DEPTH + "]" * DEPTH
+NESTING_ERROR = {"title": "Invalid request body",
+                 "description": "JSON may nest at most 100 levels deep."}
+PATCH_TYPE = "application/openstack-messaging-v2.0-json-patch"
+
+
+def nested(levels):
+    value = "bottom"
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+@pytest.fixture
+def resources(client):
+    """A queue with a message, a claim on it and a subscription: the ids
+    that routes with a body need."""
+    h = headers()
+    client.http.post("/v2/queues/q/messages", headers=h,
+                     body=json.dumps({"messages": [{"body": 1}]}))
+    claim = client.http.post("/v2/queues/q/claims", headers=h, body='{"ttl": 60}')
+    subscription = client.http.post(
+        "/v2/queues/q/subscriptions", headers=h,
+        body=json.dumps({"subscriber": "mailto:a@example.com", "ttl": 3600}))
+    return {"claim": claim.json_body["messages"][0]["href"].split("claim_id=")[1],
+            "subscription": subscription.json_body["subscription_id"]}
+
+
+ROUTES_WITH_A_BODY = [
+    ("PUT", "/v2/queues/q", None),
+    ("PATCH", "/v2/queues/q", PATCH_TYPE),
+    ("POST", "/v2/queues/q/purge", None),
+    ("POST", "/v2/queues/q/share", None),
+    ("POST", "/v2/queues/q/messages", None),
+    ("POST", "/v2/queues/q/claims", None),
+    ("PATCH", "/v2/queues/q/claims/{claim}", None),
+    ("POST", "/v2/queues/q/subscriptions", None),
+    ("PATCH", "/v2/queues/q/subscriptions/{subscription}", None),
+    ("PUT", "/v2/queues/q/subscriptions/{subscription}/confirm", None),
+]
+
+
+@pytest.mark.parametrize("method, path, content_type", ROUTES_WITH_A_BODY)
+def test_json_nested_too_deep_is_refused_on_every_route_with_a_body(
+        client, resources, method, path, content_type):
+    h = headers(**({"Content-Type": content_type} if content_type else {}))
+    before = client.http.get("/v2/queues/q/messages?echo=true&include_claimed=true",
+                             headers=headers()).json_body
+    response = client.http.request(method, path.format(**resources), headers=h,
+                                   body='{"a": ' + TOO_DEEP + "}")
+    assert (response.status_code, response.json_body) == (400, NESTING_ERROR)
+    after = client.http.get("/v2/queues/q/messages?echo=true&include_claimed=true",
+                            headers=headers()).json_body
+    assert after == before
+
+
+def test_a_message_nested_as_deep_as_allowed_comes_back_whole(client):
+    # {"messages": [{"body": ...}]} takes 3 of the 100 levels.
+    too_deep = json.dumps({"messages": [{"body": nested(98)}]})
+    posted = client.http.post("/v2/queues/deep/messages", headers=headers(), body=too_deep)
+    assert (posted.status_code, posted.json_body) == (400, NESTING_ERROR)
+    body = nested(97)
+    posted = client.http.post("/v2/queues/deep/messages", headers=headers(),
+                              body=json.dumps({"messages": [{"body": body}]}))
+    assert posted.status_code == 201
+    listed = client.http.get("/v2/queues/deep/messages?echo=true", headers=headers())
+    assert listed.json_body["messages"][0]["body"] == body
+
+
+def test_share_with_paths_that_are_not_names_is_refused(client):
+    response = client.http.post("/v2/queues/q/share", headers=headers(),
+                                body=json.dumps({"paths": [[]]}))
+    assert response.status_code == 400
+    assert response.json_body["description"] == "Invalid paths: [[]]"
