@@ -43,19 +43,33 @@ def parse_expires(text):
     return int(moment.timestamp() * 1000)
 
 
-def allows(headers, key, method, path, now_ms):
+def covers(signed_path, path):
+    """A signed path covers itself and what lies below it (a message under
+    .../messages, a claim under .../claims), as Zaqar's prefix match does."""
+    return bool(signed_path) and (path == signed_path
+                                  or path.startswith(signed_path.rstrip("/") + "/"))
+
+
+def allows(headers, key, method, path, project, now_ms):
     """True if the request's URL-* headers are a valid signature for it, as
-    Zaqar checks them: the method is signed, some signed path matches the
-    request's path, the expiry is ahead, and the HMAC of the header values
-    (with the request's project) is the signature."""
+    Zaqar checks them: the method is signed, some signed path covers the
+    request's path, the expiry is ahead, and the HMAC of the header values,
+    with the project the request acts on, is the signature.
+
+    The lists are taken exactly as sent: an order other than the signer's is
+    fine (both sides sort), but an empty entry (a trailing comma) is signed
+    too, so it fails. A request that names no project is never allowed: a
+    signature binds one project.
+    """
     given = headers.get("url-signature") or ""
-    methods = [m for m in (headers.get("url-methods") or "").split(",") if m]
-    paths = [p for p in (headers.get("url-paths") or "").split(",") if p]
+    methods = (headers.get("url-methods") or "").split(",")
+    paths = (headers.get("url-paths") or "").split(",")
     expires = headers.get("url-expires") or ""
     expires_ms = parse_expires(expires)
-    if not (key and given and method in methods and expires_ms and expires_ms > now_ms):
+    if not (key and given and project and method in methods and expires_ms
+            and expires_ms > now_ms):
         return False
-    if not any(path.startswith(signed) for signed in paths):
+    if not any(covers(signed, path) for signed in paths):
         return False
-    expected = signature(key, paths, methods, headers.get("x-project-id"), expires)
+    expected = signature(key, paths, methods, project, expires)
     return hmac.compare_digest(expected, given)

@@ -208,13 +208,20 @@ def check_queue_name(name, kind="queue"):
             title=f"Invalid {kind} identification")
 
 
+def request_project(headers):
+    """The project a request names: X-Project-ID, or the legacy aliases
+    oslo.context accepts. None when it names none."""
+    project = headers.get("x-project-id")
+    if project is None:
+        project = headers.get("x-tenant-id", headers.get("x-tenant"))
+    return project
+
+
 def make_context(headers, settings):
     """Check the identity headers (mapping with case-insensitive get)."""
     client_id = headers.get("client-id")
     check_client_id(client_id, settings)
-    project = headers.get("x-project-id")
-    if project is None:
-        project = headers.get("x-tenant-id", headers.get("x-tenant"))
+    project = request_project(headers)
     check_project(project)
     roles = frozenset(role.strip() for role in
                       (headers.get("x-roles") or "").split(",") if role.strip())

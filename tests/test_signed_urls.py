@@ -1,5 +1,6 @@
 """Pre-signed URLs: the share route and requests that carry a signature."""
 import json
+import os
 from unittest import mock
 
 import pytest
@@ -109,3 +110,59 @@ def test_an_expired_signature_is_not_found(client, signed):
     with mock.patch("chalicelib.clock.now_ms", return_value=4102444801000):  # 2100
         answer = client.http.get("/v2/queues/q1/messages", headers=signed_headers(signed))
     assert answer.status_code == 404
+
+
+def test_a_signature_for_no_project_serves_no_project(client, signed):
+    """Signed for project None (as if by someone holding the key), it must not
+    act on the project a request names through a legacy header."""
+    key = os.environ["SIGNED_URL_SECRET_KEY"]
+    forged = signed_urls.sign(key, ["/v2/queues/q1/messages"], ["GET"], None,
+                              signed_urls.parse_expires("2099-01-01T00:00:00"))
+    sent = signed_headers(forged)
+    del sent["X-Project-ID"]
+    sent["X-Tenant-Id"] = "test-project"
+    answer = client.http.get("/v2/queues/q1/messages?echo=true", headers=sent)
+    assert (answer.status_code, answer.json_body) == (404, {"title": "404 Not Found"})
+
+
+def test_a_signature_binds_the_project_named_by_a_legacy_header(client):
+    share_headers = headers()
+    del share_headers["X-Project-ID"]
+    share_headers["X-Tenant-Id"] = "tenant-only"
+    shared = client.http.post("/v2/queues/q1/share", headers=share_headers,
+                              body=json.dumps({"expires": "2099-01-01T00:00:00"}))
+    assert shared.json_body["project"] == "tenant-only"
+    sent = signed_headers(shared.json_body)
+    del sent["X-Project-ID"]
+    sent["X-Tenant-Id"] = "tenant-only"
+    assert client.http.get("/v2/queues/q1/messages", headers=sent).status_code == 200
+    sent["X-Tenant-Id"] = "test-project"
+    assert client.http.get("/v2/queues/q1/messages", headers=sent).status_code == 404
+
+
+def test_signed_lists_may_come_in_any_order_as_zaqar_sorts_them(client):
+    signed = share(client, {"paths": ["messages", "claims"], "methods": ["GET", "POST"],
+                            "expires": "2099-01-01T00:00:00"}).json_body
+    sent = signed_headers(signed, **{"URL-Methods": "POST,GET", "URL-Paths": ",".join(
+        reversed(signed["paths"]))})
+    assert client.http.get("/v2/queues/q1/messages", headers=sent).status_code == 200
+
+
+@pytest.mark.parametrize("changes", [
+    {"URL-Methods": "GET,"},
+    {"URL-Methods": ",GET"},
+    {"URL-Paths": "/v2/queues/q1/messages,"},
+    {"URL-Paths": ",/v2/queues/q1/messages"},
+    {"URL-Methods": "GET,GET"},
+    {"URL-Methods": "get"},
+    {"URL-Paths": "/v2/queues/q1/messages/"},
+])
+def test_a_list_changed_in_any_other_way_is_not_found(client, signed, changes):
+    answer = client.http.get("/v2/queues/q1/messages", headers=signed_headers(signed, **changes))
+    assert (answer.status_code, answer.json_body) == (404, {"title": "404 Not Found"})
+
+
+def test_a_signed_path_covers_only_whole_segments_below_it():
+    assert signed_urls.covers("/v2/queues/q1/messages", "/v2/queues/q1/messages/00ab")
+    assert not signed_urls.covers("/v2/queues/q1/messages", "/v2/queues/q1/messagesx")
+    assert not signed_urls.covers("", "/v2/queues/q1/messages")

@@ -19,7 +19,8 @@ from chalicelib.config import get_settings
 from chalicelib.errors import (
     BadRequest, NotAcceptable, NotFound, ServiceUnavailable, ZaqarError)
 from chalicelib.storage.retry import STORAGE_FAILURES
-from chalicelib.validation import check_queue_name, make_context, parse_json
+from chalicelib.validation import (
+    check_queue_name, make_context, parse_json, request_project)
 
 log = logging.getLogger("zaqar.rest")
 JSON = "application/json"
@@ -88,7 +89,8 @@ def _check_signature(request, settings):
     failure is a 404, as Zaqar answers (an empty signature included)."""
     path = request.path.format(**(request.uri_params or {}))
     if not signed_urls.allows(request.headers, settings.signed_url_secret_key,
-                              request.method, path, clock.now_ms()):
+                              request.method, path, request_project(request.headers),
+                              clock.now_ms()):
         raise NotFound(title="404 Not Found")
 
 
