@@ -202,7 +202,10 @@ def check_project(project):
 
 
 def check_queue_name(name, kind="queue"):
-    if len(name) > QUEUE_NAME_MAX or not QUEUE_NAME.fullmatch(name):
+    # Zaqar allows dots, but "." and ".." are dot segments: a queue's href
+    # /v2/queues/.. would name another resource once a client normalises it.
+    if (len(name) > QUEUE_NAME_MAX or not QUEUE_NAME.fullmatch(name)
+            or name in (".", "..")):
         raise BadRequest(
             f"The format of the submitted {kind} name or project id is not valid.",
             title=f"Invalid {kind} identification")

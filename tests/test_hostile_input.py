@@ -82,3 +82,11 @@ def test_share_with_paths_that_are_not_names_is_refused(client):
                                 body=json.dumps({"paths": [[]]}))
     assert response.status_code == 400
     assert response.json_body["description"] == "Invalid paths: [[]]"
+
+
+@pytest.mark.parametrize("name", [".", ".."])
+def test_dot_segments_are_no_queue_names(client, name):
+    response = client.http.put(f"/v2/queues/{name}", headers=headers())
+    assert response.status_code == 400
+    assert response.json_body["title"] == "Invalid queue identification"
+    assert client.http.get("/v2/queues", headers=headers()).json_body["queues"] == []

@@ -12,12 +12,13 @@ from chalicelib.validation import (
 DEFAULTS = Settings()
 
 
-@pytest.mark.parametrize("name", ["a", "a.b", "A-z_0.9", "q" * 64])
+@pytest.mark.parametrize("name", ["a", "a.b", "A-z_0.9", "q" * 64, "...", ".a", "a.."])
 def test_queue_names_zaqar_accepts(name):
     check_queue_name(name)
 
 
-@pytest.mark.parametrize("name", ["", "q" * 65, "a\n", "a b", "a/b", "é", "ｑ", "a*"])
+@pytest.mark.parametrize("name", ["", "q" * 65, "a\n", "a b", "a/b", "é", "ｑ", "a*",
+                                  ".", ".."])
 def test_queue_names_zaqar_rejects(name):
     with pytest.raises(BadRequest) as caught:
         check_queue_name(name)

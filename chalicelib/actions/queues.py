@@ -7,7 +7,7 @@ from chalicelib.storage import messages as message_store
 from chalicelib.storage import queues as queue_store
 from chalicelib.storage import stats as stats_store
 from chalicelib.storage import subscriptions as subscription_store
-from chalicelib.validation import check_limit, check_queue_name, validate
+from chalicelib.validation import QUEUE_NAME_MAX, check_limit, check_queue_name, validate
 
 RESERVED_DEFAULTS = (
     ("_max_messages_post_size", lambda s: s.max_messages_post_size),
@@ -114,6 +114,10 @@ def list_queues(ctx, marker=None, limit=None, detailed=False, name=None,
     """A page of the project's queues: ([{"name", "metadata"?}], count|None)."""
     limit = 10 if limit is None else limit
     check_limit(limit, ctx.settings.max_queues_per_page)
+    # No name is longer than QUEUE_NAME_MAX, so a longer marker sorts among
+    # names where its first QUEUE_NAME_MAX characters do; cut, it also stays
+    # within DynamoDB's key size.
+    marker = marker[:QUEUE_NAME_MAX] if marker else marker
     page = queue_store.list_page(ctx.project, marker=marker, limit=limit,
                                  name_filter=name,
                                  match=_metadata_matcher(metadata_filters))

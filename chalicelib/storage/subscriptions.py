@@ -95,6 +95,9 @@ class SubscriberTaken(Exception):
     """Another live subscription of the queue has this subscriber."""
 
 
+ID_LENGTH = 36  # str(uuid.UUID(...))
+
+
 def new_subscription_id(now):
     """A version-7 UUID: 48 bits of milliseconds, then random bits."""
     value = ((now << 80) | (0x7 << 76) | (random.getrandbits(12) << 64)
@@ -139,7 +142,19 @@ def _transact(write):
 
 # -- reading ----------------------------------------------------------------
 
+def _is_id(text):
+    """Whether `text` could be a subscription id (a UUID as str() writes
+    it). Anything else names none, and must not reach DynamoDB, which
+    refuses a key over 1,024 bytes as if it were our fault."""
+    try:
+        return str(uuid.UUID(text)) == text
+    except (TypeError, ValueError):
+        return False
+
+
 def _record(pq, subscription_id):
+    if not _is_id(subscription_id):
+        return None
     try:
         return retrying(SubscriptionRecord.get, pq, SUBSCRIPTION_PREFIX + subscription_id,
                         consistent_read=True)
@@ -162,7 +177,10 @@ def get_by_key(pq, subscription_id):
 def list_page(project, queue, marker=None, limit=10):
     """Up to `limit` live subscriptions after the id `marker`, in id order."""
     pq = queue_key(project, queue)
-    low, high = SUBSCRIPTION_PREFIX + (marker or ""), SUBSCRIPTION_PREFIX + "~"
+    # Ids have ID_LENGTH characters, so a longer marker sorts among them where
+    # its first ID_LENGTH do (and the key stays within DynamoDB's limit).
+    low = SUBSCRIPTION_PREFIX + (marker or "")[:ID_LENGTH]
+    high = SUBSCRIPTION_PREFIX + "~"
     if low > high:  # ids are hex and dashes: nothing sorts after "~"
         return []
 
@@ -288,6 +306,8 @@ def update(project, queue, subscription_id, subscriber=None, ttl=None, options=N
 def confirm(project, queue, subscription_id, confirmed):
     """Set whether the live subscription is confirmed; returns it, or None if
     there is none."""
+    if not _is_id(subscription_id):
+        return None
     record = SubscriptionRecord(queue_key(project, queue),
                                 SUBSCRIPTION_PREFIX + subscription_id)
     try:
