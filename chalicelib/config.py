@@ -24,6 +24,10 @@ class Settings:
     max_messages_per_page: int = 20
     max_messages_per_claim_or_pop: int = 20
     max_subscriptions_per_page: int = 20
+    # Not Zaqar's (it has none): the most messages one post may hold, so that
+    # a post lands well inside its write window (POST_ABORT_MS) and within a
+    # second of one DynamoDB partition's write capacity. bench/post_size.py.
+    max_messages_per_post: int = 1000
     # Sizes, in bytes.
     max_queue_metadata: int = 65536
     max_messages_post_size: int = 262144

@@ -90,3 +90,30 @@ def test_dot_segments_are_no_queue_names(client, name):
     assert response.status_code == 400
     assert response.json_body["title"] == "Invalid queue identification"
     assert client.http.get("/v2/queues", headers=headers()).json_body["queues"] == []
+
+
+def test_a_post_of_as_many_messages_as_allowed_is_stored_whole(client):
+    posted = client.http.post("/v2/queues/big/messages", headers=headers(), body=json.dumps(
+        {"messages": [{"body": n} for n in range(1000)]}))
+    assert posted.status_code == 201
+    assert len(posted.json_body["resources"]) == 1000
+
+
+def test_a_post_that_cannot_land_in_its_window_is_a_503_and_leaves_nothing(
+        client, monkeypatch):
+    from chalicelib import clock
+    real_now, calls = clock.now_ms, []
+
+    def slow_clock():  # each look at the clock finds 3 s gone
+        calls.append(1)
+        return real_now() + 3000 * len(calls)
+    monkeypatch.setattr(clock, "now_ms", slow_clock)
+    posted = client.http.post("/v2/queues/slow/messages", headers=headers(), body=json.dumps(
+        {"messages": [{"body": n} for n in range(100)]}))
+    monkeypatch.setattr(clock, "now_ms", real_now)
+    assert posted.status_code == 503
+    assert posted.json_body["description"].startswith(
+        "The messages could not all be written in time, so none was kept.")
+    listed = client.http.get("/v2/queues/slow/messages?echo=true&include_claimed=true",
+                             headers=headers())
+    assert listed.json_body["messages"] == []

@@ -169,6 +169,9 @@ BAD_POSTS = [
                  TTL_RANGE_ERROR, id="ttl above max"),
     pytest.param({"messages": [{"body": 1}, {"body": 2, "ttl": 59}]}, "Invalid API request",
                  TTL_RANGE_ERROR, id="one bad message of two"),
+    pytest.param({"messages": [{"body": 1}] * 1001}, "Invalid API request",
+                 "A post may hold at most 1000 messages; post the others in another "
+                 "request.", id="more messages than a post may hold"),
 ]
 
 

@@ -239,7 +239,10 @@ def post(project, queue, messages, client_id, enable_checksum=False):
 def write_within(records, deadline):
     for start in range(0, len(records), BATCH_WRITE_MAX):
         if clock.now_ms() > deadline:
-            raise TimeoutError("post took too long to write")
+            # The post undoes what it wrote: the client may safely try again.
+            raise ServiceUnavailable(
+                "The messages could not all be written in time, so none was kept. "
+                "Try again, or post fewer at a time.")
         batch_write(items=records[start:start + BATCH_WRITE_MAX])
 
 
