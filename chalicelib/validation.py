@@ -48,36 +48,49 @@ class Context:
 JSON_MAX_DEPTH = 100
 UNPARSABLE = "Request body could not be parsed."
 TOO_DEEP = f"JSON may nest at most {JSON_MAX_DEPTH} levels deep."
+PLAIN_SCALARS = frozenset({str, bool, type(None)})  # need no further check
 
 
 def check_json_value(document):
     """Refuse what could not be stored and later answered as strict JSON:
-    NaN and infinities (Python's parser takes NaN, Infinity and 1e400), integers outside 64 bits,
-    object keys that are not strings, values that are not JSON at all (what
-    a MessagePack frame can carry: bytes, extension types), and nesting
-    deeper than JSON_MAX_DEPTH. Every transport checks what it decoded here.
+    NaN and infinities (Python's parser takes NaN, Infinity and 1e400),
+    integers outside 64 bits, object keys that are not strings, values that
+    are not JSON at all (a MessagePack frame can carry bytes and extension
+    types), and nesting deeper than JSON_MAX_DEPTH. Every transport checks
+    what it decoded here.
     """
-    pending = [(document, 1)]
-    while pending:
-        value, depth = pending.pop()
-        if value is None or isinstance(value, (str, bool)):
-            continue
-        if isinstance(value, int):
-            if not INT64[0] <= value <= INT64[1]:
-                raise InvalidBody("JSON contains integer that is too large.")
-        elif isinstance(value, float):
-            if not math.isfinite(value):
-                raise InvalidBody(UNPARSABLE)
-        elif isinstance(value, (dict, list)):
-            if depth > JSON_MAX_DEPTH:
-                raise InvalidBody(TOO_DEEP)
-            if isinstance(value, dict):
-                if not all(isinstance(key, str) for key in value):
-                    raise InvalidBody("JSON object keys must be strings.")
-                value = value.values()
-            pending.extend((item, depth + 1) for item in value)
+    containers = [(document, 1)]
+    while containers:
+        value, depth = containers.pop()
+        if isinstance(value, dict):
+            if not all(type(key) is str for key in value):
+                raise InvalidBody("JSON object keys must be strings.")
+            items = value.values()
+        elif isinstance(value, list):
+            items = value
         else:
-            raise InvalidBody(f"A value of type {type(value).__name__} is not JSON.")
+            _check_scalar(value)
+            continue
+        if depth > JSON_MAX_DEPTH:
+            raise InvalidBody(TOO_DEEP)
+        for item in items:
+            if isinstance(item, (dict, list)):
+                containers.append((item, depth + 1))
+            elif type(item) not in PLAIN_SCALARS:
+                _check_scalar(item)
+
+
+def _check_scalar(value):
+    if type(value) in PLAIN_SCALARS:
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidBody(UNPARSABLE)
+    elif isinstance(value, int):
+        if not INT64[0] <= value <= INT64[1]:
+            raise InvalidBody("JSON contains integer that is too large.")
+    else:
+        raise InvalidBody(f"A value of type {type(value).__name__} is not JSON.")
 
 
 def load_json(raw):
