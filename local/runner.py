@@ -13,8 +13,10 @@ import functools
 import json
 import logging
 import os
+import re
 import signal
 import time
+from http import HTTPStatus
 from pathlib import Path
 
 import boto3
@@ -29,6 +31,10 @@ from local.triggers import start_triggers, stop_triggers
 log = logging.getLogger("local.runner")
 REGION = "us-east-1"
 NOT_FOUND_BODY = json.dumps({"title": "404 Not Found"}).encode()
+# API Gateway's payload limit; it answers 413 to anything larger.
+MAX_BODY_BYTES = 10 * 1024 * 1024
+# Seconds a read may wait on a client; API Gateway gives up on a request at ~29.
+READ_TIMEOUT = 20.0
 
 
 def parse_args(argv=None):
@@ -50,6 +56,10 @@ def parse_args(argv=None):
                              "(tests move time with it; absent or empty: 0)")
     parser.add_argument("--schedule-interval", type=float, default=10.0,
                         help="seconds between runs of each @app.schedule handler")
+    parser.add_argument("--read-timeout", type=float, default=READ_TIMEOUT,
+                        help="seconds an HTTP connection may send nothing: a request "
+                             "stalled that long is answered 408, an idle keep-alive "
+                             "connection is closed")
     return parser.parse_args(argv)
 
 
@@ -124,20 +134,92 @@ def aws_client(service, endpoint):
     return boto3.client(service, endpoint_url=endpoint, region_name=REGION)
 
 
+class Refused(Exception):
+    """A request the runner answers with an error itself; the app never sees it."""
+
+    def __init__(self, code, description=None):
+        super().__init__(code, description)
+        self.code, self.description = code, description
+
+
 class RequestHandler(ChaliceRequestHandler):
     """Chalice's request handler, plus one log line per request, and 404
     `{"title": "404 Not Found"}` for unknown paths where API Gateway (and so
-    Chalice local) answers 403 "Missing Authentication Token"."""
+    Chalice local) answers 403 "Missing Authentication Token".
+
+    Whatever a client sends, the answer is JSON in Zaqar's error shape
+    (http.server's own are HTML), a stalled request is given up after
+    read_timeout seconds, and a body is read only when framed as API Gateway
+    takes it: one Content-Length of at most MAX_BODY_BYTES.
+    """
 
     # Headers and body go out in two writes; with Nagle on, a keep-alive
     # client's delayed ACK adds ~40 ms to every request.
     disable_nagle_algorithm = True
+    # A request line with no version (HTTP/0.9) or a bad one is answered with
+    # a status line and headers too: an HTTP/0.9 answer has none, so a client
+    # would get bare JSON, or nothing at all for an error.
+    default_request_version = "HTTP/1.1"
+
+    def __init__(self, *args, read_timeout, **kwargs):
+        self.timeout = read_timeout  # socketserver sets it on the connection
+        super().__init__(*args, **kwargs)
+
+    def handle_one_request(self):
+        # parse_request starts the clock; a request line too long for it has none.
+        self.started = None
+        super().handle_one_request()
+
+    def parse_request(self):
+        self.started = time.monotonic()
+        try:
+            return super().parse_request()  # False: it has answered
+        except TimeoutError:  # in the headers (http.server would just hang up)
+            self.send_error(HTTPStatus.REQUEST_TIMEOUT)
+            return False
 
     def _generic_handle(self):
-        self.started = time.monotonic()
-        super()._generic_handle()
+        try:
+            super()._generic_handle()
+        except Refused as refused:
+            self.send_error(refused.code, refused.description)
 
     do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = do_PATCH = do_OPTIONS = _generic_handle
+
+    def _parse_payload(self):
+        return dict(self.headers), self._read_body()
+
+    def _read_body(self):
+        if self.headers.defects:
+            # e.g. a line without a colon: the parser took it and every line
+            # after it, Content-Length too, for the start of a body.
+            raise Refused(HTTPStatus.BAD_REQUEST,
+                          "malformed header line: each must be 'Name: value'")
+        if "Transfer-Encoding" in self.headers:
+            raise Refused(HTTPStatus.LENGTH_REQUIRED,
+                          "Transfer-Encoding (chunked bodies) is not supported: "
+                          "send the body with a Content-Length")
+        length = self._content_length()
+        try:
+            body = self.rfile.read(length)
+        except TimeoutError:
+            raise Refused(HTTPStatus.REQUEST_TIMEOUT) from None
+        if len(body) < length:
+            raise Refused(HTTPStatus.BAD_REQUEST, "the body is shorter than its Content-Length")
+        return body or None
+
+    def _content_length(self):
+        values = {value.strip() for value in self.headers.get_all("Content-Length", ["0"])}
+        digits = values.pop() if len(values) == 1 else ""
+        if not re.fullmatch("[0-9]+", digits):
+            raise Refused(HTTPStatus.BAD_REQUEST,
+                          "Content-Length must be one decimal number of bytes")
+        digits = digits.lstrip("0") or "0"
+        # Compared as text first: int() refuses over 4300 digits.
+        if len(digits) > len(str(MAX_BODY_BYTES)) or int(digits) > MAX_BODY_BYTES:
+            raise Refused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                          f"the body must be at most {MAX_BODY_BYTES} bytes")
+        return int(digits)
 
     def _send_error_response(self, error):
         if error.headers.get("x-amzn-ErrorType") == "UnauthorizedException":
@@ -146,19 +228,43 @@ class RequestHandler(ChaliceRequestHandler):
         else:
             super()._send_error_response(error)
 
+    def _send_http_response_with_body(self, code, headers, body):
+        """Chalice's, except that a HEAD answer gets GET's headers and no body,
+        which a keep-alive client would read as the start of the next answer."""
+        if not isinstance(body, bytes):
+            body = body.encode("utf-8")
+        headers.setdefault("Content-Type", "application/json")
+        headers["Content-Length"] = str(len(body))
+        self.send_response(code)
+        self._send_headers(headers)
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def send_error(self, code, message=None, explain=None):
+        """http.server's error answers (bad request line, headers too large,
+        unknown method...) in Zaqar's JSON error shape. The connection closes:
+        where the next request starts is not known."""
+        phrase, explanation = self.responses[code]
+        description = ": ".join(filter(None, (message, explain))) or explanation
+        body = json.dumps({"title": f"{int(code)} {phrase}", "description": description})
+        self.log_error("code %d, %s", code, description)
+        self._send_http_response(code, {"Content-Type": "application/json",
+                                        "Connection": "close"}, body)
+
     def log_request(self, code="-", size="-"):
-        elapsed_ms = (time.monotonic() - self.started) * 1000
-        log.info("%s %s %s %.1f ms", self.command, self.path, code, elapsed_ms)
+        elapsed = "-" if self.started is None else \
+            f"{(time.monotonic() - self.started) * 1000:.1f} ms"
+        log.info("%s %s %s", self.requestline or "-", int(code), elapsed)
 
     def log_message(self, format, *args):
         log.warning("%s: %s", self.address_string(), format % args)
 
 
-def create_http_server(app, config, host, port):
+def create_http_server(app, config, host, port, read_timeout=READ_TIMEOUT):
     """Chalice's threaded local server, with RequestHandler in place of its own."""
     server = create_local_server(app, config, host, port)
     server.server.RequestHandlerClass = functools.partial(
-        RequestHandler, app_object=app, config=config)
+        RequestHandler, app_object=app, config=config, read_timeout=read_timeout)
     return server
 
 
@@ -210,7 +316,8 @@ def main(argv=None):
                                  aws_client("dynamodbstreams", storage.endpoint),
                                  args.schedule_interval, REGION)
         serve_websockets(app, args.host, args.ws_port)
-        server = create_http_server(app, config, args.host, args.port)
+        server = create_http_server(app, config, args.host, args.port,
+                                    args.read_timeout)
         host, port = server.server.server_address[:2]
         log.info("Zaqar v2 API (stage %s) on http://%s:%s", args.stage, host, port)
         server.server.serve_forever()
