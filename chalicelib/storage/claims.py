@@ -238,6 +238,9 @@ class Claimer:
         # Batch tokens of posts still writing, and of all uncommitted posts.
         self.writing = self.unfinished = frozenset()
         self.seen = []  # (from, to): ranges read with nothing free left untried
+        # Tokens of posts past their deadline whose messages the cursor would
+        # pass: the move holds only while they are still uncommitted.
+        self.abandoned = set()
 
     def saw(self, state):
         """Note the posts the queue's state lists as unfinished."""
@@ -376,6 +379,8 @@ class Claimer:
             if (is_free(record, self.now, self.floor, self.unfinished)
                     and position not in self.tried):
                 break
+            if record.batch_token in self.unfinished:
+                self.abandoned.add(record.batch_token)
             expected = cursor = position + 1
         return cursor
 
@@ -384,7 +389,8 @@ def _unchanged(attribute, value):
     return attribute == value if value is not None else attribute.does_not_exist()
 
 
-def _set_hints(pq, state, floor, checked, cursor=None, seen_from=None, contended_at=None):
+def _set_hints(pq, state, floor, checked, cursor=None, seen_from=None, contended_at=None,
+               abandoned=()):
     """Store new hints, only over the ones this caller read.
 
     Both need `checked` as read. The cursor moves to `cursor` if it is as
@@ -392,8 +398,11 @@ def _set_hints(pq, state, floor, checked, cursor=None, seen_from=None, contended
     caller saw nothing free left untried there, so the move is right wherever
     another claimer has put the cursor in that range meanwhile, except back
     down over messages a due timer released (settle_timers lowers it that way,
-    and moves `checked` with it). A claimer that met contention says so, for
-    the next claimers to take windows.
+    and moves `checked` with it). A cursor moved over messages of posts that
+    outlived their deadline (`abandoned`) moves only while those posts are
+    still uncommitted: one that commits late must not be left behind it (the
+    post, for its part, commits only while the cursor is not past it). A
+    claimer that met contention says so, for the next claimers to take windows.
     """
     actions, condition = [], QueueState.counter.exists()
     if checked != (state.checked or CLAIM_PREFIX):
@@ -406,6 +415,8 @@ def _set_hints(pq, state, floor, checked, cursor=None, seen_from=None, contended
             condition &= (QueueState.cursor >= seen_from) & (QueueState.cursor < cursor)
         else:  # a cursor below the floor stands for the floor
             condition &= QueueState.cursor.does_not_exist() | (QueueState.cursor < cursor)
+        for token in abandoned:
+            condition &= QueueState.pending[token].exists()
     if actions:
         condition &= _unchanged(QueueState.checked, state.checked)
     if contended_at is not None and (state.contended or 0) < contended_at - CONTENTION_MS / 2:
@@ -540,7 +551,8 @@ def _claim(claimer):
     seen_from, seen_to = _cursor_move(claimer.seen, max(state.cursor or 0, claimer.floor))
     contended = others or claimer.lost > 0
     _set_hints(claimer.pq, state, claimer.floor, checked, cursor=seen_to,
-               seen_from=seen_from, contended_at=claimer.now if contended else None)
+               seen_from=seen_from, contended_at=claimer.now if contended else None,
+               abandoned=claimer.abandoned)
     taken = sorted(claimer.taken, key=lambda record: position_of(record.message_id))
     return claimer.claim_id, [to_message(record, claimer.now) for record in taken]
 

@@ -30,6 +30,9 @@ from chalicelib.storage.retry import (
 # positions gives up (and removes what it wrote): claimers rely on every post
 # landing within POST_WINDOW_MS (see claims.py), well inside Lambda's timeout.
 POST_ABORT_MS = 10_000
+# A post that gives up undoes what it wrote: the client may safely try again.
+TOO_LATE = ("The messages could not all be written in time, so none was kept. "
+            "Try again, or post fewer at a time.")
 BATCH_WRITE_MAX = 25
 RANDOM_BASE_BITS = 52
 
@@ -147,10 +150,27 @@ def unfinished_batches(state, now):
     return frozenset(writing), frozenset(pending)
 
 
-def commit_batch(pq, batch_token):
-    """Drop the batch from the pending ones: its messages show from now on."""
-    retrying(QueueState(pq, STATE_KEY).update,
-             actions=[QueueState.pending[batch_token].remove()])
+def commit_batch(pq, batch_token, first=None):
+    """Drop the batch from the pending ones: its messages show from now on.
+
+    Given the batch's `first` position, only while the claim cursor is not
+    past it; False if it is. A claimer moves the cursor over a post that
+    outlived its deadline as if it had died (see claims.py), and messages
+    shown behind the cursor would never be claimed.
+    """
+    condition = None
+    if first is not None:
+        # A token already gone is this commit's own first attempt, landed unseen.
+        condition = (QueueState.cursor.does_not_exist() | (QueueState.cursor <= first)
+                     | QueueState.pending[batch_token].does_not_exist())
+    try:
+        retrying(QueueState(pq, STATE_KEY).update,
+                 actions=[QueueState.pending[batch_token].remove()], condition=condition)
+    except UpdateError as exc:
+        if first is None or not condition_failed(exc):
+            raise
+        return False
+    return True
 
 
 def forget_abandoned_batches(pq, now, older_than_ms):
@@ -224,8 +244,8 @@ def post(project, queue, messages, client_id, enable_checksum=False):
     timers = [delay_timer(pq, due, positions) for due, positions in delayed.items()]
     try:
         write_within(records + timers, deadline)
-        if batch_token is not None:
-            commit_batch(pq, batch_token)
+        if batch_token is not None and not commit_batch(pq, batch_token, first):
+            raise ServiceUnavailable(TOO_LATE)
     except Exception:
         # Take back whatever landed, so the client's retry leaves no duplicate
         # (if this fails too, the batch stays hidden: it never committed).
@@ -239,10 +259,7 @@ def post(project, queue, messages, client_id, enable_checksum=False):
 def write_within(records, deadline):
     for start in range(0, len(records), BATCH_WRITE_MAX):
         if clock.now_ms() > deadline:
-            # The post undoes what it wrote: the client may safely try again.
-            raise ServiceUnavailable(
-                "The messages could not all be written in time, so none was kept. "
-                "Try again, or post fewer at a time.")
+            raise ServiceUnavailable(TOO_LATE)
         batch_write(items=records[start:start + BATCH_WRITE_MAX])
 
 

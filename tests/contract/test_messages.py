@@ -2,7 +2,7 @@
 import pytest
 
 from chalicelib.actions import claims, messages, queues
-from chalicelib.errors import BadRequest, Forbidden, NotFound
+from chalicelib.errors import BadRequest, Forbidden, NotFound, ServiceUnavailable
 from contract.support import context, post
 
 OTHER_CLIENT = "9f0b5a1e-6f6b-4f53-9d52-0d7f3c2a1b44"
@@ -179,3 +179,62 @@ def test_list_page_never_repeats_a_message(ctx, clock):
     clock.advance(61)
     found, _, _ = messages.list_messages(ctx, "q", echo=True, limit=10)
     assert [m.body["n"] for m in found] == [1, 2, 3, 4, 5]
+
+
+def _slow_post(ctx, clock, monkeypatch, meanwhile):
+    """Post 3 messages whose write takes 11 s, past the post's 10 s window,
+    with `meanwhile()` run once the messages are written; returns the post's
+    ids, or the error it raised."""
+    from chalicelib.storage import messages as store
+    real_write, done = store.batch_write, []
+
+    def slow_write(items=(), deletes=()):
+        real_write(items=items, deletes=deletes)
+        if items and not done:
+            done.append(1)
+            clock.advance(11)
+            meanwhile()
+    monkeypatch.setattr(store, "batch_write", slow_write)
+    try:
+        return post(ctx, "q", 3)
+    except ServiceUnavailable as error:
+        return error
+    finally:
+        monkeypatch.setattr(store, "batch_write", real_write)
+
+
+def test_a_post_that_outlives_its_window_is_refused_once_a_claimer_passed_it(
+        ctx, clock, monkeypatch):
+    """A claimer that comes after the post's deadline takes it for dead and
+    moves the cursor past it; the post must then not show its messages
+    (behind the cursor they could never be claimed) but undo and say so."""
+    queues.create(ctx, "q", {})
+    outcome = _slow_post(ctx, clock, monkeypatch,
+                         lambda: claims.create(ctx, "q", {"ttl": 60}, limit=10))
+    assert isinstance(outcome, ServiceUnavailable)
+    found, _, _ = messages.list_messages(ctx, "q", echo=True, include_claimed=True)
+    assert found == []
+    post(ctx, "q", 2, start=10)
+    _, taken = claims.create(ctx, "q", {"ttl": 60}, limit=10)
+    assert [m.body["n"] for m in taken] == [10, 11]
+
+
+def test_a_post_that_commits_late_is_not_left_behind_the_cursor(ctx, clock, monkeypatch):
+    """A claimer that read the post as dead, but writes its cursor only after
+    the post committed, must not move the cursor past the committed messages."""
+    from chalicelib.storage import claims as claim_store
+    from chalicelib.storage import messages as store
+    queues.create(ctx, "q", {})
+    real_set_hints = claim_store._set_hints
+
+    def commit_first(pq, state, *args, **kwargs):
+        for token in kwargs.get("abandoned") or ():
+            store.commit_batch(pq, token)  # the post's commit lands just now
+        return real_set_hints(pq, state, *args, **kwargs)
+    monkeypatch.setattr(claim_store, "_set_hints", commit_first)
+    ids = _slow_post(ctx, clock, monkeypatch,
+                     lambda: claims.create(ctx, "q", {"ttl": 60}, limit=10))
+    monkeypatch.setattr(claim_store, "_set_hints", real_set_hints)
+    assert len(ids) == 3
+    _, taken = claims.create(ctx, "q", {"ttl": 60}, limit=10)
+    assert [m.id for m in taken] == ids
