@@ -19,7 +19,7 @@ from chalicelib.storage import queues as queue_store
 from chalicelib.storage.messages import position_key, scan
 from chalicelib.storage.models import (
     MESSAGE_PREFIX, STATS_KEY, MessageRecord, queue_key)
-from chalicelib.storage.retry import retrying
+from chalicelib.storage.retry import condition_failed, retrying
 
 MINUTE_MS = 60_000
 log = logging.getLogger("zaqar.stats")
@@ -144,8 +144,11 @@ def apply_stream_records(records):
             _, floor = queue_store.get_with_floor(project, queue)
             if floor is not None:
                 _apply_queue(pq, queue_records, floor, now_minute)
-        except Exception:  # the others still count; this queue is retried
-            log.exception("stats of %s not updated", pq)
+        except Exception as error:  # the others still count; this queue is retried
+            if condition_failed(error):  # another writer (a queue delete) came first
+                log.warning("stats of %s changed meanwhile; its records are retried", pq)
+            else:
+                log.exception("stats of %s not updated", pq)
             failed.append(queue_records[0]["dynamodb"]["SequenceNumber"])
     return failed
 

@@ -63,7 +63,10 @@ class Runner:
     def advance(self, seconds):
         """Move the runner's clock forward (it never goes back)."""
         self.offset += seconds
-        self.clock_file.write_text(str(self.offset))
+        # Replaced whole: the runner must never read a half-written file.
+        scratch = self.clock_file.with_suffix(".new")
+        scratch.write_text(str(self.offset))
+        os.replace(scratch, self.clock_file)
 
 
 @pytest.fixture(scope="session")
