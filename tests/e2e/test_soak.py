@@ -74,9 +74,8 @@ EXAMPLES = 6              # problems shown per kind
 # -- the runner's clock, and server-time bounds ------------------------------
 
 class ServerClock:
-    """Moves the runner's clock (atomically: the fixture's advance truncates
-    and rewrites the file, so the runner can read an empty file, i.e. offset 0,
-    for an instant) and bounds the server's time around each request."""
+    """Moves the runner's clock and bounds the server's time around each
+    request."""
 
     def __init__(self, runner):
         self.runner = runner
@@ -97,11 +96,7 @@ class ServerClock:
             self.ahead = self.runner.offset + seconds
             now = time.time()
             self.moves.append((now + self.seen, now + self.ahead))
-            path = Path(self.runner.clock_file)
-            scratch = path.with_name(path.name + ".next")
-            scratch.write_text(str(self.ahead))
-            os.replace(scratch, path)
-            self.runner.offset = self.ahead
+            self.runner.advance(seconds)
             self.seen = self.ahead
 
 
