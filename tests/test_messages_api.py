@@ -570,6 +570,18 @@ def test_delete_naming_another_live_claim_is_403(client):
     assert is_stored(client, first)
 
 
+def test_a_repeated_claim_id_counts_as_its_last_value(client):
+    [message_id] = post_messages(client, [{"body": 1}])
+    claim_id, _ = claim(client)
+
+    wrong_last = delete_message(client, message_id, f"{claim_id}&claim_id=bogus")
+    assert status_and_body(wrong_last) == NO_CLAIM_ERROR
+    assert is_stored(client, message_id)
+    right_last = delete_message(client, message_id, f"bogus&claim_id={claim_id}")
+    assert right_last.status_code == 204
+    assert not is_stored(client, message_id)
+
+
 # -- bulk delete and pop ----------------------------------------------------------------
 
 def test_bulk_delete_removes_claimed_messages_too_and_ignores_unknown_ids(client):

@@ -136,6 +136,10 @@ BAD_FRAMES = [
      "Schema validation failed."),
     (json.dumps({"action": "message_list", "headers": headers(),
                  "body": {"queue_name": "q1", "limit": "5"}}), "Schema validation failed."),
+    (json.dumps({"action": "ping", "headers": dict(headers(), **{"client-id": 1.5})}),
+     "Schema validation failed."),
+    (json.dumps({"action": "ping", "headers": dict(headers(), **{"x-roles": 5})}),
+     "Schema validation failed."),
 ]
 
 

@@ -5,7 +5,7 @@ from chalice import Blueprint
 
 from chalicelib.actions import claims, messages
 from chalicelib.rest import respond, route
-from chalicelib.validation import param_bool, param_int, param_list
+from chalicelib.validation import param_bool, param_int, param_list, param_text
 
 bp = Blueprint(__name__)
 
@@ -87,7 +87,7 @@ def get_message(call, queue_name, message_id):
 
 @route(bp, "/v2/queues/{queue_name}/messages/{message_id}", ["DELETE"])
 def delete_message(call, queue_name, message_id):
-    messages.delete(call.ctx, queue_name, message_id, call.params.get("claim_id"))
+    messages.delete(call.ctx, queue_name, message_id, param_text(call.params, "claim_id"))
     return respond(204)
 
 

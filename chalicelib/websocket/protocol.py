@@ -18,6 +18,8 @@ from chalicelib.websocket.dispatch import ACTIONS, Call
 log = logging.getLogger("zaqar.websocket")
 # Titles of plain validation failures: their frames carry `"error": null`.
 PLAIN_TITLES = {"Invalid API request", "Invalid request body", "Invalid parameter"}
+TEXT_HEADERS = ("client-id", "x-project-id", "x-tenant-id", "x-tenant", "x-roles",
+                "x-auth-token")
 
 
 def on_connect(event):
@@ -56,8 +58,12 @@ def answer(event, data, binary):
         validate("ws_request", payload, settings)
     except BadRequest:
         return request, 400, {"error": "Schema validation failed."}
+    # Header names are matched in any case from here on, so every spelling
+    # of the ones read must hold text (the schema saw only one spelling).
+    headers = {key.lower(): value for key, value in payload["headers"].items()}
+    if not all(isinstance(headers.get(name, ""), str) for name in TEXT_HEADERS):
+        return request, 400, {"error": "Schema validation failed."}
     try:
-        headers = {key.lower(): value for key, value in payload["headers"].items()}
         ctx = make_context(headers, settings)
         if not connections.bind(event.connection_id, ctx.project):
             # Zaqar 23.0.1's answer to a frame for another project.
