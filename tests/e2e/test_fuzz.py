@@ -39,7 +39,9 @@ written ⟨unit⟩×count, e.g. ⟨[⟩×975 for 975 opening brackets.
 The draws are derandomized (the same examples every run); hypothesis's near
 copies of an example are not sent twice. Each fuzz has a wall-time budget
 (REST_BUDGET_S, WS_BUDGET_S): past it the remaining examples are skipped,
-but every route and action still gets MIN_HITS requests. FUZZ_LOG=<file>
+so a slow machine gets a shallower fuzz, never a narrower one: every route
+and action has had MIN_HITS plain requests first (the breadth seeds).
+FUZZ_LOG=<file>
 appends every request and its status to that file, to tune the draws.
 """
 import http.client
@@ -67,7 +69,7 @@ REST_BUDGET_S = 35.0
 WS_BUDGET_S = 25.0
 REQUEST_TIMEOUT_S = 30.0
 REFILL_EVERY = 25  # examples between top-ups of the real queue
-MIN_HITS = 3  # requests each route or action gets whatever the time budget
+MIN_HITS = 2  # requests each route or action gets whatever the time budget
 
 FUZZ_SETTINGS = dict(deadline=None, derandomize=True, database=None,
                      phases=[Phase.explicit, Phase.generate], print_blob=False,
@@ -861,14 +863,10 @@ class Budget:
         self.seen.add(fingerprint)
         return True
 
-    def over(self, target):
-        """Past the time budget (or the service stopped answering); a target
-        not yet hit MIN_HITS times is still fuzzed, so a slow machine cuts
-        the depth of the fuzz, never its breadth."""
-        if self.failures_in_a_row > 20:
-            return True
-        return (time.monotonic() - self.started > self.seconds
-                and self.per_target.get(target, 0) >= MIN_HITS)
+    def over(self):
+        """Past the time budget, or the service stopped answering."""
+        return (self.failures_in_a_row > 20
+                or time.monotonic() - self.started > self.seconds)
 
 
 # -- the REST fuzz -----------------------------------------------------------
@@ -907,6 +905,41 @@ REST_SEEDS = [
 ]
 
 
+PATCH_TYPE = "application/openstack-messaging-v2.0-json-patch"
+# A plain body per route that takes one, for the breadth seeds.
+PLAIN_REST_BODIES = {
+    ("PUT", "/v2/queues/{q}"): '{"note": "plain"}',
+    ("PATCH", "/v2/queues/{q}"): '[{"op": "add", "path": "/metadata/note", "value": 1}]',
+    ("POST", "/v2/queues/{q}/purge"): '{"resource_types": ["subscriptions"]}',
+    ("POST", "/v2/queues/{q}/share"): "{}",
+    ("POST", "/v2/queues/{q}/messages"): '{"messages": [{"body": "plain"}]}',
+    ("POST", "/v2/queues/{q}/claims"): "{}",
+    ("PATCH", "/v2/queues/{q}/claims/{cid}"): '{"ttl": 60}',
+    ("POST", "/v2/queues/{q}/subscriptions"): json.dumps({"subscriber": WEBHOOK + "/plain"}),
+    ("PATCH", "/v2/queues/{q}/subscriptions/{sid}"): '{"ttl": 3600}',
+    ("PUT", "/v2/queues/{q}/subscriptions/{sid}/confirm"): '{"confirmed": true}',
+}
+
+
+def breadth_seeds(world):
+    """MIN_HITS plain requests per route, whatever the draws: the project
+    named by X-Project-ID, then by the legacy X-Tenant-Id."""
+    refs = {"{q}": QUEUE, "{mid}": Ref("mid").resolve(world), "{cid}": world.claim_id,
+            "{sid}": world.subscription_id}
+    for method, template in ROUTES:
+        path = template
+        for ref, value in refs.items():
+            path = path.replace(ref, value)
+        content_type = PATCH_TYPE if template == "/v2/queues/{q}" and method == "PATCH" \
+            else "application/json"
+        identity = headers(project=world.project, Content_Type=content_type)
+        legacy = dict(identity)
+        legacy["X-Tenant-Id"] = legacy.pop("X-Project-ID")
+        for sent in (identity, legacy):
+            yield (method, template), RestRequest(method, template, path, sent,
+                                                  PLAIN_REST_BODIES.get((method, template)))
+
+
 def test_rest_fuzz(http_client, sentinel):
     http = http_client
     world = World(project="fuzz-rest")
@@ -933,6 +966,8 @@ def test_rest_fuzz(http_client, sentinel):
             read_back_rest(request, document, answer, http, findings)
 
     refill(http, world)
+    for route, request in breadth_seeds(world):
+        send(route, request)
     for method, template, path, body in REST_SEEDS:
         identity = headers(project=world.project, Content_Type="application/json")
         send((method, template), RestRequest(method, template, path, identity, body))
@@ -961,7 +996,7 @@ def test_rest_fuzz(http_client, sentinel):
                 path += "?" + query
         drawn_headers = data.draw(rest_headers(route), label="headers")
         body = data.draw(bodies(route), label="body")
-        if budget.over(route):
+        if budget.over():
             budget.stopped += 1
             return
         send(route, RestRequest(method, template, path, resolve_headers(drawn_headers, world),
@@ -1351,6 +1386,23 @@ def read_back_ws(request, frame, document, client, findings, headers_used):
         check_ws_answer(read_request, client.ask(sent), findings, client)
 
 
+PLAIN_WS_VALUES = {
+    "queue_name": Ref("q"), "message_id": Ref("mid"), "message_ids": [Ref("mid")],
+    "claim_id": Ref("cid"), "subscription_id": Ref("sid"), "messages": [{"body": "plain"}],
+    "subscriber": WEBHOOK + "/plain",
+}
+
+
+def ws_breadth_seeds():
+    """MIN_HITS plain frames per action, whatever the draws: as text and as
+    msgpack, as (frame, binary)."""
+    for action in ACTIONS:
+        body = {name: PLAIN_WS_VALUES[name] for name in ACTION_FIELDS[action]
+                if name in PLAIN_WS_VALUES}
+        for binary in (False, True):
+            yield {"action": action, "headers": "<world>", "body": body}, binary
+
+
 def ws_seeds():
     """Frames sent before the random ones, whatever the time budget: the
     shapes that broke the service before, as (frame, binary)."""
@@ -1432,7 +1484,7 @@ def test_websocket_fuzz(local_runner, http_client, sentinel):
                 client.close()
 
     refill(http, world)
-    for frame, binary in ws_seeds():
+    for frame, binary in [*ws_breadth_seeds(), *ws_seeds()]:
         send(frame["action"], frame, binary, True)
 
     @settings(max_examples=WS_EXAMPLES, **FUZZ_SETTINGS)
@@ -1440,7 +1492,7 @@ def test_websocket_fuzz(local_runner, http_client, sentinel):
     def fuzz(data):
         action = data.draw(st.sampled_from(WEIGHTED_ACTIONS), label="action")
         frame, binary, normal = data.draw(ws_frames(action), label="frame")
-        if budget.over(action):
+        if budget.over():
             budget.stopped += 1
             return
         send(action, frame, binary, normal)
