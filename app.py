@@ -13,7 +13,7 @@ from chalicelib.notify import stream as notifications
 from chalicelib.rest import add_method_fallbacks
 from chalicelib.rest import messages, meta, queues, subscriptions
 from chalicelib.storage import stats, sweeper
-from chalicelib.storage.models import MessageRecord
+from chalicelib.storage.models import MESSAGES_STREAM_ARN
 from chalicelib.websocket import protocol, push
 
 app = Chalice(app_name="zaqar-serverless")
@@ -23,10 +23,6 @@ app.register_blueprint(messages.bp)
 app.register_blueprint(subscriptions.bp)
 add_method_fallbacks(app)
 
-# Chalice freezes the ARN at package time; infra/package.py swaps it for the
-# stack's table stream, and the local runner for the local table's stream.
-MESSAGES_STREAM_ARN = (f"arn:aws:dynamodb:{MessageRecord.Meta.region}:000000000000:"
-                       f"table/{MessageRecord.Meta.table_name}/stream/latest")
 # A sweep stops this long before the Lambda's own deadline.
 SWEEP_MARGIN_MS = 5_000
 
@@ -67,7 +63,14 @@ def retry_notifications(event):
 # its event to chalicelib/websocket, which answers through app.websocket_api,
 # as notification delivery pushes to subscribed connections.
 app.experimental_feature_flags.update(["WEBSOCKETS"])
-push.use(app.websocket_api)
+
+
+def _aws_session():
+    import boto3  # on first use only: it costs cold starts that never post
+    return boto3.Session()
+
+
+push.use(app.websocket_api, _aws_session)
 
 
 @app.on_ws_connect()
@@ -77,7 +80,7 @@ def websocket_connect(event):
 
 @app.on_ws_message()
 def websocket_message(event):
-    protocol.on_message(event, app.websocket_api)
+    protocol.on_message(event)
 
 
 @app.on_ws_disconnect()

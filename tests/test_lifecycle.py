@@ -176,7 +176,7 @@ def test_stats_follow_the_stream(clock):
     ids = post("s", [1, 2, 3, 4, 5])
     post("s", [6], delay=60)
     claim_id, _ = claim("s", limit=2)
-    messages.delete(PROJECT, "s", ids[0], claim_id)
+    claims.delete_message(PROJECT, "s", ids[0], claim_id)
     records = stream_records()
     assert stats.apply_stream_records(records) == []
     # Lambda retries a batch after a failure: what was counted is not again.

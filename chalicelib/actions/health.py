@@ -6,13 +6,17 @@ import uuid
 from chalicelib.actions import claims, messages, queues
 from chalicelib.errors import Forbidden, NotFound, ServiceUnavailable
 from chalicelib.storage import queues as queue_store
-from chalicelib.storage.retry import STORAGE_FAILURES
+from chalicelib.storage.errors import is_backend_failure
 
 
 def storage_reachable():
     try:
         queue_store.get_metadata("-", "ping")
-    except STORAGE_FAILURES + (ServiceUnavailable,):
+    except ServiceUnavailable:
+        return False
+    except Exception as error:
+        if not is_backend_failure(error):
+            raise
         return False
     return True
 

@@ -3,6 +3,7 @@ import json
 
 from chalicelib.errors import BadRequest, Forbidden, NotFound
 from chalicelib.storage import claims as claim_store
+from chalicelib.storage.errors import ClaimNotFound, ClaimedByAnother, MessageNotClaimed
 from chalicelib.storage import listing
 from chalicelib.storage import messages as message_store
 from chalicelib.storage import queues as queue_store
@@ -121,14 +122,14 @@ def get_many(ctx, queue_name, message_ids):
 def delete(ctx, queue_name, message_id, claim_id=None):
     check_queue_name(queue_name)
     try:
-        message_store.delete(ctx.project, queue_name, message_id, claim_id)
-    except message_store.ClaimMismatch as refused:
-        if refused.reason == "no-claim":
-            raise BadRequest("The specified claim does not exist or has expired.",
-                             title="Unable to delete")
-        if refused.reason == "not-claimed":
-            raise BadRequest("A claim was specified, but the message is not "
-                             "currently claimed.", title="Unable to delete")
+        claim_store.delete_message(ctx.project, queue_name, message_id, claim_id)
+    except ClaimNotFound:
+        raise BadRequest("The specified claim does not exist or has expired.",
+                         title="Unable to delete")
+    except MessageNotClaimed:
+        raise BadRequest("A claim was specified, but the message is not "
+                         "currently claimed.", title="Unable to delete")
+    except ClaimedByAnother:
         raise Forbidden("This message is claimed; it cannot be deleted without "
                         "a valid claim ID.", title="Unable to delete")
 

@@ -1,4 +1,5 @@
 """Subscription actions, shared by the REST and websocket transports."""
+import datetime
 from urllib.parse import urlsplit
 
 from chalicelib.actions import queues
@@ -6,6 +7,7 @@ from chalicelib.actions.messages import load_queue
 from chalicelib.errors import BadRequest, Conflict, NotFound
 from chalicelib.notify import delivery, targets
 from chalicelib.storage import subscriptions as store
+from chalicelib.storage.errors import SubscriberTaken
 from chalicelib.validation import check_limit, check_queue_name, validate
 
 # Zaqar's `subscriber_types`; the trust+ ones are refused with a reason.
@@ -19,6 +21,26 @@ DUPLICATE = ("Such subscription already exists.Subscriptions are unique by proje
 
 def _not_found(subscription_id):
     return NotFound(f"Subscription {subscription_id} does not exist")
+
+
+def _time(epoch_ms):
+    """ISO 8601, UTC, to the second: 2026-11-29T07:03:41Z."""
+    moment = datetime.datetime.fromtimestamp(epoch_ms // 1000, datetime.timezone.utc)
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def view(subscription, now):
+    """A subscription as both transports show it: Zaqar's fields, plus how
+    delivery went: deliveries that failed for good (refused, or out of
+    retries) and the last such failure."""
+    last_error = subscription.last_error
+    return {"id": subscription.id, "source": subscription.source,
+            "subscriber": subscription.subscriber, "ttl": subscription.ttl,
+            "age": subscription.age(now), "options": subscription.options,
+            "confirmed": subscription.confirmed,
+            "failed_deliveries": subscription.failures,
+            "last_error": last_error and {"time": _time(last_error["time"]),
+                                          "description": last_error["description"]}}
 
 
 def _check_subscriber(subscriber, settings):
@@ -99,7 +121,7 @@ def update(ctx, queue_name, subscription_id, document):
         raise BadRequest("No subscription to create.")
     try:
         subscription = store.update(ctx.project, queue_name, subscription_id, **fields)
-    except store.SubscriberTaken:
+    except SubscriberTaken:
         raise Conflict(DUPLICATE)
     if subscription is None:
         raise _not_found(subscription_id)

@@ -16,10 +16,16 @@ from chalicelib import clock
 from chalicelib.notify import payloads, transports
 from chalicelib.notify import policy as retry_policy
 from chalicelib.storage import subscriptions as store
-from chalicelib.websocket import push
 
 log = logging.getLogger("zaqar.notify")
 MARGIN_MS = 1000  # left free after the last attempt a call starts
+# Subscriber schemes served by a layer above this one: scheme -> deliver(
+# subscriber URI, payload) -> Outcome. The websocket transport adds "wss".
+_other_transports = {}
+
+
+def add_transport(scheme, deliver):
+    _other_transports[scheme] = deliver
 
 
 @dataclass
@@ -91,8 +97,8 @@ def send(subscription, payload, settings):
             mail = payloads.mail(subscription.subscriber, subscription.options, payload,
                                  settings)
             return transports.send_mail(*mail, settings)
-        if scheme == push.SCHEME:  # a websocket connection that subscribed itself
-            return push.deliver(subscription.subscriber, payload)
+        if scheme in _other_transports:  # added by a transport: websocket connections
+            return _other_transports[scheme](subscription.subscriber, payload)
         headers, body = payloads.webhook_request(subscription.options, payload)
         return transports.post(subscription.subscriber, headers, body, settings)
     except ValueError as unsendable:  # e.g. no sender, a header that is no header

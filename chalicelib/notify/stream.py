@@ -14,7 +14,6 @@ which Lambda retries from the earliest on, a bounded number of times. The
 records after one that failed are delivered again then: delivery is at
 least once.
 """
-import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
@@ -24,33 +23,15 @@ from chalicelib.notify import policy as retry_policy
 from chalicelib.notify.delivery import Call, Delivery, deliver
 from chalicelib.storage import queues as queue_store
 from chalicelib.storage import subscriptions as store
-from chalicelib.storage.models import MESSAGE_PREFIX, MessageRecord
+from chalicelib.storage.messages import posted_in
 
 log = logging.getLogger("zaqar.notify")
 
 
-def new_message(record):
-    """The message a stream record inserted, or None if it is no new message."""
-    if record.get("eventName") != "INSERT":
-        return None
-    image = record["dynamodb"].get("NewImage") or {}
-    if not image.get("sk", {}).get("S", "").startswith(MESSAGE_PREFIX):
-        return None
-    message = MessageRecord.from_raw_data(image)
-    # A message moved to a dead-letter queue keeps its claim count; a posted
-    # one has none. Zaqar notifies of posts only.
-    return None if message.claim_count else message
-
-
 def notification(message, metadata):
-    delay = None
-    if metadata.get("_default_message_delay"):
-        # A delayed message is posted held (an expiry, no claim) until its delay ends.
-        delay = 0
-        if message.claim_expires and not message.claim_id:
-            delay = (int(message.claim_expires) - int(message.created)) // 1000
-    return payloads.notification(message.pq.rsplit("/", 1)[1], json.loads(message.body),
-                                 int(message.ttl), delay)
+    # Zaqar names the delay only on queues that have delays.
+    delay = message.delay if metadata.get("_default_message_delay") else None
+    return payloads.notification(message.queue, message.body, message.ttl, delay)
 
 
 class Targets:
@@ -86,7 +67,7 @@ def handle(records, deadline_ms, settings):
     for record in records:
         sequence = record["dynamodb"]["SequenceNumber"]
         try:
-            message = new_message(record)
+            message = posted_in(record)
             if message is None or message.expires <= clock.now_ms():
                 continue
             subscriptions, metadata = targets(message.pq)

@@ -18,7 +18,7 @@ from chalicelib import clock, signed_urls
 from chalicelib.config import get_settings
 from chalicelib.errors import (
     BadRequest, NotAcceptable, NotFound, ServiceUnavailable, ZaqarError)
-from chalicelib.storage.retry import STORAGE_FAILURES
+from chalicelib.storage.errors import is_backend_failure
 from chalicelib.validation import (
     check_queue_name, make_context, parse_json, request_project)
 
@@ -127,14 +127,21 @@ def handle(view, app_getter, anonymous):
             response = view(Call(request, ctx), **path_params)
         except ZaqarError as error:
             response = error_response(error)
-        except STORAGE_FAILURES:
-            log.exception("storage failure on %s %s", request.method, request.path)
-            response = error_response(ServiceUnavailable())
-        except Exception:
-            log.exception("unexpected failure on %s %s", request.method, request.path)
-            response = error_response(ZaqarError())
+        except Exception as error:
+            response = error_response(unexpected(error, f"{request.method} {request.path}"))
         return with_request_id(response)
     return wrapper
+
+
+def unexpected(error, what):
+    """The Zaqar error for an exception no action turned into one, logged: a
+    storage backend that failed is a 503, anything else a 500 (no trace is
+    shown to the client). Both transports answer with it."""
+    if is_backend_failure(error):
+        log.exception("storage failure on %s", what)
+        return ServiceUnavailable()
+    log.exception("unexpected failure on %s", what)
+    return ZaqarError()
 
 
 def with_request_id(response):

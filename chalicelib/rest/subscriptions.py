@@ -1,5 +1,4 @@
 """Subscription routes: list, create, get, update, delete, confirm."""
-import datetime
 from urllib.parse import urlencode
 
 from chalice import Blueprint
@@ -11,25 +10,6 @@ from chalicelib.rest import respond, route
 from chalicelib.validation import param_int, param_text
 
 bp = Blueprint(__name__)
-
-
-def _time(epoch_ms):
-    """ISO 8601, UTC, to the second: 2026-11-29T07:03:41Z."""
-    moment = datetime.datetime.fromtimestamp(epoch_ms // 1000, datetime.timezone.utc)
-    return moment.isoformat().replace("+00:00", "Z")
-
-
-def subscription_view(subscription, now):
-    """Zaqar's fields, plus how delivery went: deliveries that failed for good
-    (refused, or out of retries) and the last such failure."""
-    last_error = subscription.last_error
-    return {"id": subscription.id, "source": subscription.source,
-            "subscriber": subscription.subscriber, "ttl": subscription.ttl,
-            "age": subscription.age(now), "options": subscription.options,
-            "confirmed": subscription.confirmed,
-            "failed_deliveries": subscription.failures,
-            "last_error": last_error and {"time": _time(last_error["time"]),
-                                          "description": last_error["description"]}}
 
 
 @route(bp, "/v2/queues/{queue_name}/subscriptions", ["GET"])
@@ -44,7 +24,7 @@ def list_subscriptions(call, queue_name):
         query["marker"] = found[-1].id
         links.append({"rel": "next", "href": f"/v2/queues/{queue_name}/subscriptions?"
                       + urlencode(query)})
-    return respond(200, {"subscriptions": [subscription_view(s, now) for s in found],
+    return respond(200, {"subscriptions": [subscriptions.view(s, now) for s in found],
                          "links": links})
 
 
@@ -63,7 +43,7 @@ def create_subscription(call, queue_name):
 @route(bp, "/v2/queues/{queue_name}/subscriptions/{subscription_id}", ["GET"])
 def get_subscription(call, queue_name, subscription_id):
     found = subscriptions.get(call.ctx, queue_name, subscription_id)
-    return respond(200, subscription_view(found, clock.now_ms()))
+    return respond(200, subscriptions.view(found, clock.now_ms()))
 
 
 @route(bp, "/v2/queues/{queue_name}/subscriptions/{subscription_id}", ["PATCH"])

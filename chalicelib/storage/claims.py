@@ -35,11 +35,12 @@ A lone claimer takes no window: always the oldest.
 import random
 from dataclasses import dataclass
 
-from pynamodb.exceptions import DoesNotExist, TransactWriteError, UpdateError
+from pynamodb.exceptions import DeleteError, DoesNotExist, TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
 from chalicelib import clock
 from chalicelib.storage import queues as queue_store
+from chalicelib.storage.errors import ClaimNotFound, ClaimedByAnother, MessageNotClaimed
 from chalicelib.storage.messages import (
     TIMER_KEEP_S, delete_positions, get_records, hex_number, is_free, load_state,
     message_id_of, position_key, position_of, reserve_positions, scan, to_message,
@@ -647,3 +648,41 @@ def release(project, queue, claim_id):
     except UpdateError as exc:
         if not condition_failed(exc):
             raise
+
+
+def delete_message(project, queue, message_id, claim_id=None):
+    """Delete one message, honouring its claim.
+
+    Without claim_id the message must not be held by a live claim; with one,
+    that claim must hold it. Raises ClaimedByAnother, ClaimNotFound or
+    MessageNotClaimed otherwise. A missing message is not an error.
+    """
+    position = position_of(message_id)
+    if position is None:
+        return
+    pq = queue_key(project, queue)
+    now = clock.now_ms()
+    record = MessageRecord(pq, position_key(position))
+    if claim_id is None:
+        condition = (MessageRecord.claim_id.does_not_exist()
+                     | (MessageRecord.claim_expires <= now))
+    else:
+        condition = ((MessageRecord.claim_id == claim_id)
+                     & (MessageRecord.claim_expires > now))
+    try:
+        retrying(record.delete, condition=MessageRecord.sk.does_not_exist() | condition)
+    except DeleteError as exc:
+        if not condition_failed(exc):
+            raise
+        raise _why_refused(project, queue, position, claim_id, now) from None
+
+
+def _why_refused(project, queue, position, claim_id, now):
+    if claim_id is None:
+        return ClaimedByAnother()
+    if not is_live(project, queue, claim_id):
+        return ClaimNotFound()
+    record = get_records(queue_key(project, queue), [position]).get(position)
+    if record is None or not record.claim_id or (record.claim_expires or 0) <= now:
+        return MessageNotClaimed()
+    return ClaimedByAnother()

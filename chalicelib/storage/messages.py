@@ -14,7 +14,7 @@ import random
 import time
 from dataclasses import dataclass
 
-from pynamodb.exceptions import DeleteError, DoesNotExist, UpdateError
+from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from chalicelib import clock
 from chalicelib.storage import queues as queue_store
@@ -22,8 +22,9 @@ from chalicelib.storage.models import (
     CLAIM_PREFIX, MESSAGE_PREFIX, STATE_KEY, STATS_KEY, SWEEP_JOBS_KEY, ClaimRecord,
     MessageRecord, QueueState, SweepJob, queue_key)
 from chalicelib.errors import ServiceUnavailable
+from chalicelib.storage.errors import BACKEND_FAILURES
 from chalicelib.storage.retry import (
-    ATTEMPTS, STORAGE_FAILURES, backoff, error_code, condition_failed, is_transient,
+    ATTEMPTS, backoff, error_code, condition_failed, is_transient,
     retrying)
 
 # A post that has not finished writing this long after reserving its
@@ -79,6 +80,37 @@ class Message:
     @property
     def position(self):
         return position_of(self.id)
+
+
+@dataclass(frozen=True)
+class Posted:
+    """A message as the messages table's stream shows it posted."""
+    pq: str  # its queue's key
+    queue: str
+    body: object
+    ttl: int
+    expires: int  # epoch ms
+    delay: int  # seconds it was posted held for; 0 if none
+
+
+def posted_in(stream_record):
+    """The message a stream record shows posted, or None for any other
+    change (a message moved to a dead-letter queue keeps its claim count,
+    and is no post)."""
+    if stream_record.get("eventName") != "INSERT":
+        return None
+    image = stream_record["dynamodb"].get("NewImage") or {}
+    if not image.get("sk", {}).get("S", "").startswith(MESSAGE_PREFIX):
+        return None
+    record = MessageRecord.from_raw_data(image)
+    if record.claim_count:
+        return None
+    delay = 0
+    if record.claim_expires and not record.claim_id:  # posted held: a delay
+        delay = (int(record.claim_expires) - int(record.created)) // 1000
+    return Posted(pq=record.pq, queue=record.pq.rsplit("/", 1)[1],
+                  body=json.loads(record.body), ttl=int(record.ttl),
+                  expires=int(record.expires), delay=delay)
 
 
 def is_free(record, now, floor=0, unfinished=frozenset()):
@@ -299,7 +331,7 @@ def scan(pq, start, consistent=False, page_size=50, end=2 ** 64 - 1):
                 start = position_of(record.message_id) + 1
                 yield record
             return
-        except STORAGE_FAILURES as exc:
+        except BACKEND_FAILURES as exc:
             failures += 1
             if not is_transient(exc):
                 raise
@@ -333,53 +365,6 @@ def get_many(project, queue, message_ids):
 
 
 # -- deleting ---------------------------------------------------------------
-
-class ClaimMismatch(Exception):
-    """A delete named a claim that does not hold the message."""
-
-    def __init__(self, reason):
-        super().__init__(reason)
-        self.reason = reason  # "no-claim", "not-claimed" or "other-claim"
-
-
-def delete(project, queue, message_id, claim_id=None):
-    """Delete one message, honouring its claim.
-
-    Without claim_id the message must not be held by a live claim; with one,
-    that claim must hold it. Raises ClaimMismatch otherwise. A missing message
-    is not an error.
-    """
-    position = position_of(message_id)
-    if position is None:
-        return
-    pq = queue_key(project, queue)
-    now = clock.now_ms()
-    record = MessageRecord(pq, position_key(position))
-    if claim_id is None:
-        condition = (MessageRecord.claim_id.does_not_exist()
-                     | (MessageRecord.claim_expires <= now))
-    else:
-        condition = ((MessageRecord.claim_id == claim_id)
-                     & (MessageRecord.claim_expires > now))
-    try:
-        retrying(record.delete, condition=MessageRecord.sk.does_not_exist() | condition)
-    except DeleteError as exc:
-        if not condition_failed(exc):
-            raise
-        raise ClaimMismatch(_why_refused(project, queue, position, claim_id, now))
-
-
-def _why_refused(project, queue, position, claim_id, now):
-    from chalicelib.storage import claims  # claims builds on this module
-    if claim_id is None:
-        return "other-claim"
-    if not claims.is_live(project, queue, claim_id):
-        return "no-claim"
-    record = get_records(queue_key(project, queue), [position]).get(position)
-    if record is None or not record.claim_id or (record.claim_expires or 0) <= now:
-        return "not-claimed"
-    return "other-claim"
-
 
 def delete_many(project, queue, message_ids):
     """Delete these messages whatever holds them; unknown ids are skipped."""

@@ -90,6 +90,13 @@ class MessageRecord(Model):
     batch_token = UnicodeAttribute(attr_name="bt", null=True)
 
 
+# The stream the app's stream handlers read. Chalice freezes it at package
+# time; infra/package.py swaps it for the stack's table stream, and the local
+# runner for the local table's stream.
+MESSAGES_STREAM_ARN = (f"arn:aws:dynamodb:{MessageRecord.Meta.region}:000000000000:"
+                       f"table/{MessageRecord.Meta.table_name}/stream/latest")
+
+
 class QueueState(Model):
     Meta = MessageRecord.Meta
     pq = UnicodeAttribute(hash_key=True)

@@ -8,9 +8,9 @@ import random
 import time
 
 from botocore.exceptions import BotoCoreError, ClientError
-from pynamodb.exceptions import PynamoDBException
 
 from chalicelib.errors import ServiceUnavailable
+from chalicelib.storage.errors import BACKEND_FAILURES
 
 TRANSIENT_CODES = frozenset({
     "ProvisionedThroughputExceededException",
@@ -21,8 +21,6 @@ TRANSIENT_CODES = frozenset({
     "TransactionConflictException",
     "LimitExceededException",
 })
-# What a failing backend raises: through pynamodb, or from a low-level client.
-STORAGE_FAILURES = (PynamoDBException, BotoCoreError, ClientError)
 ATTEMPTS = 6
 BASE_DELAY = 0.02
 MAX_DELAY = 0.64
@@ -50,7 +48,7 @@ def retrying(operation, *args, **kwargs):
     for attempt in range(ATTEMPTS):
         try:
             return operation(*args, **kwargs)
-        except STORAGE_FAILURES as exc:
+        except BACKEND_FAILURES as exc:
             if not is_transient(exc):
                 raise
         if attempt + 1 < ATTEMPTS:

@@ -30,6 +30,7 @@ from pynamodb.transactions import TransactWrite
 
 from chalicelib import clock
 from chalicelib.errors import ServiceUnavailable
+from chalicelib.storage.errors import SubscriberTaken
 from chalicelib.storage.models import SubscriptionRecord, queue_key
 from chalicelib.storage.retry import condition_failed, retrying
 
@@ -89,10 +90,6 @@ class Subscription:
     def age(self, now):
         """Seconds since it was created or its ttl was last set."""
         return max(0, (now - (self.expires - self.ttl * 1000)) // 1000)
-
-
-class SubscriberTaken(Exception):
-    """Another live subscription of the queue has this subscriber."""
 
 
 ID_LENGTH = 36  # str(uuid.UUID(...))

@@ -11,7 +11,6 @@ from chalicelib import clock
 from chalicelib.actions import claims, health, messages, queues, subscriptions
 from chalicelib.errors import Conflict, ServiceUnavailable
 from chalicelib.actions.home import home_document
-from chalicelib.rest.subscriptions import subscription_view
 from chalicelib.validation import Context
 from chalicelib.websocket import push
 
@@ -200,7 +199,7 @@ def subscription_create(call):
 def subscription_get(call):
     found = subscriptions.get(call.ctx, call.body["queue_name"],
                               call.body["subscription_id"])
-    return 200, subscription_view(found, clock.now_ms())
+    return 200, subscriptions.view(found, clock.now_ms())
 
 
 def subscription_list(call):
@@ -208,7 +207,7 @@ def subscription_list(call):
         call.ctx, call.body["queue_name"], marker=call.body.get("marker"),
         limit=call.body.get("limit"))
     now = clock.now_ms()
-    return 200, {"subscriptions": [subscription_view(found_one, now)
+    return 200, {"subscriptions": [subscriptions.view(found_one, now)
                                    for found_one in found]}
 
 

@@ -2,7 +2,7 @@
 
 API Gateway calls a Lambda per event: $connect, each message ($default),
 $disconnect. A message is one request frame; its answer goes back through
-the management API (`websocket_api.send`), one frame per request, in the
+the management API (`push.send`), one frame per request, in the
 request's encoding. Whatever is wrong with a frame, it gets an error frame
 and the connection stays usable.
 """
@@ -10,9 +10,10 @@ import logging
 
 from chalicelib.config import get_settings
 from chalicelib.errors import BadRequest, ServiceUnavailable, ZaqarError
-from chalicelib.storage.retry import STORAGE_FAILURES
+from chalicelib.storage.errors import is_backend_failure
 from chalicelib.validation import make_context, validate
-from chalicelib.websocket import connections, frames, push
+from chalicelib.storage import connections
+from chalicelib.websocket import frames, push
 from chalicelib.websocket.dispatch import ACTIONS, Call
 
 log = logging.getLogger("zaqar.websocket")
@@ -30,11 +31,10 @@ def on_disconnect(event):
     connections.forget(event.connection_id)
 
 
-def on_message(event, websocket_api):
+def on_message(event):
     data, binary = frames.read_event(event.to_dict())
     request, status, body = answer(event, data, binary)
-    connections.send(websocket_api, event.connection_id,
-                     frames.encode_answer(request, status, body, binary))
+    push.send(event.connection_id, frames.encode_answer(request, status, body, binary))
 
 
 def _error_body(error):
@@ -74,10 +74,9 @@ def answer(event, data, binary):
         status, body = action(call)
     except ZaqarError as error:
         return request, error.status, _error_body(error)
-    except STORAGE_FAILURES:
-        log.exception("storage failure on %s", name)
-        return request, 503, _error_body(ServiceUnavailable())
-    except Exception:
-        log.exception("unexpected failure on %s", name)
-        return request, 500, _error_body(ZaqarError())
+    except Exception as error:  # a backend failure is a 503, anything else a 500
+        backend = is_backend_failure(error)
+        log.exception("%s failure on %s", "storage" if backend else "unexpected", name)
+        failure = ServiceUnavailable() if backend else ZaqarError()
+        return request, failure.status, _error_body(failure)
     return request, status, body

@@ -9,23 +9,45 @@ alone tells notification delivery to hand the payload to `deliver`.
 """
 from urllib.parse import quote, unquote, urlsplit
 
+from chalice.app import WebsocketDisconnectedError
+
 from chalicelib.actions.messages import load_queue
+from chalicelib.notify import delivery
 from chalicelib.notify.transports import DELIVERED, Outcome
+from chalicelib.storage import connections
 from chalicelib.storage import subscriptions as subscription_store
 from chalicelib.validation import check_queue_name, validate
-from chalicelib.websocket import connections, frames
+from chalicelib.websocket import frames
 
 SCHEME = "wss"
 PATH_PREFIX = "/@connections/"
 MSGPACK_QUERY = "format=msgpack"
-# The app's WebsocketAPI, set by app.py (`use`): a stream-triggered Lambda
-# reaches connections only through it.
+# The app's WebsocketAPI and how to make its AWS session, set by app.py
+# (`use`): a stream-triggered Lambda reaches connections only through it.
 _websocket_api = None
+_new_session = None
 
 
-def use(websocket_api):
-    global _websocket_api
-    _websocket_api = websocket_api
+def use(websocket_api, new_session):
+    """Post through `websocket_api`, with a session from `new_session()`
+    made on first use (most of this app's Lambdas never post), and take
+    the notifications of connections that subscribed themselves."""
+    global _websocket_api, _new_session
+    _websocket_api, _new_session = websocket_api, new_session
+    delivery.add_transport(SCHEME, deliver)
+
+
+def send(connection_id, data):
+    """Post to a connection; False if it is gone (API Gateway's 410), in
+    which case it is forgotten."""
+    if _websocket_api.session is None:
+        _websocket_api.session = _new_session()
+    try:
+        _websocket_api.send(connection_id, data)
+    except WebsocketDisconnectedError:
+        connections.forget(connection_id)
+        return False
+    return True
 
 
 def subscriber(domain_name, stage, connection_id, binary):
@@ -67,6 +89,6 @@ def deliver(subscriber_uri, notification):
     # A stream-triggered Lambda has seen no websocket event to learn the
     # management API's address from (configure keeps the first one).
     _websocket_api.configure(domain_name, stage)
-    if connections.send(_websocket_api, connection_id, frames.encode(notification, binary)):
+    if send(connection_id, frames.encode(notification, binary)):
         return DELIVERED
     return Outcome(False, reason="the websocket connection is gone")

@@ -5,8 +5,6 @@ refuses frames for any other project on that connection. It also lists the
 subscriptions it made, which go when it goes: on disconnect, or when a push
 finds it gone (API Gateway sends no $disconnect for some lost connections).
 """
-import boto3
-from chalice.app import WebsocketDisconnectedError
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from chalicelib import clock
@@ -74,17 +72,3 @@ def forget(connection_id):
         queue_name, subscription_id = entry.split("/", 1)
         subscription_store.delete(record.project, queue_name, subscription_id)
     retrying(record.delete)
-
-
-def send(websocket_api, connection_id, data):
-    """Post to a connection; False if it is gone (API Gateway's 410), in
-    which case it is forgotten."""
-    if websocket_api.session is None:
-        # Made on first use: most of this app's Lambdas never post.
-        websocket_api.session = boto3.Session()
-    try:
-        websocket_api.send(connection_id, data)
-    except WebsocketDisconnectedError:
-        forget(connection_id)
-        return False
-    return True

@@ -1,0 +1,37 @@
+"""What storage refuses, as types the actions turn into Zaqar's answers.
+
+No pynamodb or botocore type is part of the contract: a backend that fails
+shows as errors.ServiceUnavailable (storage.retry), or is told apart with
+`is_backend_failure`.
+"""
+from botocore.exceptions import BotoCoreError, ClientError
+from pynamodb.exceptions import PynamoDBException
+
+# What a failing backend raises: through pynamodb, or from a low-level client.
+BACKEND_FAILURES = (PynamoDBException, BotoCoreError, ClientError)
+
+
+def is_backend_failure(error):
+    """Whether `error` came from the storage backend (answered 503)."""
+    return isinstance(error, BACKEND_FAILURES)
+
+
+class StorageError(Exception):
+    """Storage refused what it was asked."""
+
+
+class ClaimNotFound(StorageError):
+    """A delete named a claim that does not exist or has ended."""
+
+
+class MessageNotClaimed(StorageError):
+    """A delete named a claim, but the message is not held by one."""
+
+
+class ClaimedByAnother(StorageError):
+    """The message is held by a live claim other than the one named (or a
+    delete named none)."""
+
+
+class SubscriberTaken(StorageError):
+    """Another live subscription of the queue has this subscriber."""
