@@ -869,6 +869,21 @@ class Budget:
                 or time.monotonic() - self.started > self.seconds)
 
 
+def conclude(name, unit, targets, budget, findings, sentinel):
+    """Print what a fuzz sent, then fail with every finding, the sentinel's
+    state after the fuzz included, or on a target it did not reach."""
+    elapsed = time.monotonic() - budget.started
+    print(f"\n{name}: {findings.sent} {unit} over {len(targets)} targets in "
+          f"{elapsed:.1f} s ({budget.duplicates} duplicate examples skipped, "
+          f"{budget.stopped} past the time budget)" + findings.timing())
+    for problem in sentinel.problems():
+        findings.note(f"after the fuzz: {problem}")
+    if findings.found:
+        pytest.fail(findings.report(name), pytrace=False)
+    unreached = [target for target in targets if budget.per_target.get(target, 0) < MIN_HITS]
+    assert not unreached, f"fuzzed fewer than {MIN_HITS} times: {unreached}"
+
+
 # -- the REST fuzz -----------------------------------------------------------
 
 LONG_ID = "a" * 1025  # past DynamoDB's 1024-byte key limit
@@ -1003,17 +1018,7 @@ def test_rest_fuzz(http_client, sentinel):
                                 body))
 
     fuzz()
-    elapsed = time.monotonic() - budget.started
-    print(f"\nREST fuzz: {findings.sent} requests over {len(ROUTES)} routes in "
-          f"{elapsed:.1f} s ({budget.duplicates} duplicate examples skipped, "
-          f"{budget.stopped} past the time budget)"
-          + findings.timing())
-    for problem in sentinel.problems():
-        findings.note(f"after the fuzz: {problem}")
-    if findings.found:
-        pytest.fail(findings.report("REST fuzz"), pytrace=False)
-    unreached = [route for route in ROUTES if budget.per_target.get(route, 0) < MIN_HITS]
-    assert not unreached, f"routes fuzzed fewer than {MIN_HITS} times: {unreached}"
+    conclude("REST fuzz", "requests", ROUTES, budget, findings, sentinel)
 
 
 # -- websocket ---------------------------------------------------------------
@@ -1501,17 +1506,7 @@ def test_websocket_fuzz(local_runner, http_client, sentinel):
         fuzz()
     finally:
         main.close()
-    elapsed = time.monotonic() - budget.started
-    print(f"\nwebsocket fuzz: {findings.sent} frames over {len(ACTIONS)} actions in "
-          f"{elapsed:.1f} s ({budget.duplicates} duplicate examples skipped, "
-          f"{budget.stopped} past the time budget)"
-          + findings.timing())
-    for problem in sentinel.problems():
-        findings.note(f"after the fuzz: {problem}")
-    if findings.found:
-        pytest.fail(findings.report("websocket fuzz"), pytrace=False)
-    unreached = [action for action in ACTIONS if budget.per_target.get(action, 0) < MIN_HITS]
-    assert not unreached, f"actions fuzzed fewer than {MIN_HITS} times: {unreached}"
+    conclude("websocket fuzz", "frames", ACTIONS, budget, findings, sentinel)
 
 
 def test_a_websocket_connection_stays_usable_after_bad_frames(local_runner):
