@@ -13,7 +13,8 @@ from chalicelib.notify import stream as notifications
 from chalicelib.rest import add_method_fallbacks
 from chalicelib.rest import messages, meta, queues, subscriptions
 from chalicelib.storage import stats, sweeper
-from chalicelib.storage.models import MESSAGES_STREAM_ARN
+from chalicelib.storage.models import configure as configure_storage
+from chalicelib.storage.models import messages_stream_arn
 from chalicelib.websocket import protocol, push
 
 app = Chalice(app_name="zaqar-serverless")
@@ -23,8 +24,19 @@ app.register_blueprint(messages.bp)
 app.register_blueprint(subscriptions.bp)
 add_method_fallbacks(app)
 
+# The one setting read at import: Chalice registers event sources (and
+# `chalice package` and the local runner read them) when the app is imported.
+MESSAGES_STREAM_ARN = messages_stream_arn(get_settings())
+
 # A sweep stops this long before the Lambda's own deadline.
 SWEEP_MARGIN_MS = 5_000
+
+
+def _settings():
+    """This invocation's settings, with storage pointed where they say."""
+    settings = get_settings()
+    configure_storage(settings)
+    return settings
 
 
 @app.schedule(Rate(1, unit=Rate.MINUTES))
@@ -32,12 +44,13 @@ def sweep(event):
     """Delete expired messages and deleted queues' leftovers, a bounded batch
     per run; the next run resumes where this one stopped."""
     remaining = event.context.get_remaining_time_in_millis()
-    sweeper.run(deadline_ms=clock.now_ms() + remaining - SWEEP_MARGIN_MS)
+    sweeper.run(clock.now_ms() + remaining - SWEEP_MARGIN_MS, _settings())
 
 
 @app.on_dynamodb_record(stream_arn=MESSAGES_STREAM_ARN, batch_size=500)
 def count_messages(event):
     """Keep each queue's stats counters from the messages table's changes."""
+    _settings()
     failed = stats.apply_stream_records(event.to_dict()["Records"])
     return {"batchItemFailures": [{"itemIdentifier": sequence} for sequence in failed]}
 
@@ -50,13 +63,13 @@ def _deadline_ms(event):
 def notify_subscribers(event):
     """Send new messages to their queues' subscribers (webhooks, mail)."""
     return notifications.handle(event.to_dict()["Records"], _deadline_ms(event),
-                                get_settings())
+                                _settings())
 
 
 @app.schedule(Rate(1, unit=Rate.MINUTES))
 def retry_notifications(event):
     """Make the deliveries whose retry fell due, as their policy spaces them."""
-    retries.run(_deadline_ms(event), get_settings())
+    retries.run(_deadline_ms(event), _settings())
 
 
 # Zaqar's websocket API on API Gateway's WebSocket API: each handler hands
@@ -75,14 +88,14 @@ push.use(app.websocket_api, _aws_session)
 
 @app.on_ws_connect()
 def websocket_connect(event):
-    protocol.on_connect(event)
+    protocol.on_connect(event, _settings())
 
 
 @app.on_ws_message()
 def websocket_message(event):
-    protocol.on_message(event)
+    protocol.on_message(event, _settings())
 
 
 @app.on_ws_disconnect()
 def websocket_disconnect(event):
-    protocol.on_disconnect(event)
+    protocol.on_disconnect(event, _settings())

@@ -1,9 +1,9 @@
 """Shared helpers for the bench scripts: start DynamoDB Local, count the
 DynamoDB work the app does, size items, print tables.
 
-Order matters: `start_dynamodb()` sets the environment the pynamodb models
-read AT IMPORT (endpoint, table names), so call it before anything imports
-chalicelib or app; then `create_tables()` and `install_meter()`.
+Order: `start_dynamodb()` sets the stage's environment (endpoint, table
+names), which settings are built from; then `create_tables()` points storage
+at those tables and creates them, and `install_meter()` hooks their clients.
 
 Counting hooks botocore's event system on the clients pynamodb creates:
 

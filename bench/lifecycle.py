@@ -37,6 +37,7 @@ def sweep_section(meter, clock, reader, body):
     from chalicelib.storage import messages as message_store
     from chalicelib.storage import queues as queue_store
     from chalicelib.storage import stats as stats_store
+    from chalicelib.config import get_settings
     from chalicelib.storage import sweeper
 
     queue = "sweep-1000"
@@ -50,7 +51,7 @@ def sweep_section(meter, clock, reader, body):
     clock.advance(120)  # every message is past its expiry (ttl 60 s)
     rows = []
     with meter.measure() as first:
-        deleted = sweeper.run(deadline_ms=clock.now_ms() + 25_000).deleted
+        deleted = sweeper.run(clock.now_ms() + 25_000, get_settings()).deleted
     rows.append(row(f"sweep run: {deleted:,} expired messages deleted", first.usage,
                     first.seconds))
     if deleted and deleted != 1000:
@@ -62,7 +63,7 @@ def sweep_section(meter, clock, reader, body):
                     fed.usage, fed.seconds))
     after = stats_store.queue_stats(PROJECT, queue, floor)[0]
     with meter.measure() as idle:
-        idle_deleted = sweeper.run(deadline_ms=clock.now_ms() + 25_000).deleted
+        idle_deleted = sweeper.run(clock.now_ms() + 25_000, get_settings()).deleted
     rows.append(row(f"sweep run with nothing expired (1 empty queue, "
                     f"{idle_deleted} deleted)", idle.usage, idle.seconds))
     common.print_table(HEADERS, rows,
@@ -75,9 +76,10 @@ def sweep_section(meter, clock, reader, body):
 def idle_sweep_with_live_head(meter, clock, depth_queues):
     """A sweep run when the queues' heads are live: what each queue costs
     every minute even with nothing to delete."""
+    from chalicelib.config import get_settings
     from chalicelib.storage import sweeper
     with meter.measure() as idle:
-        deleted = sweeper.run(deadline_ms=clock.now_ms() + 25_000).deleted
+        deleted = sweeper.run(clock.now_ms() + 25_000, get_settings()).deleted
     return row(f"sweep run, nothing expired, {len(depth_queues) + 1} queues "
                f"({', '.join(depth_queues)} + the empty one); {deleted} deleted",
                idle.usage, idle.seconds)

@@ -156,7 +156,7 @@ def start_service():
     """The local runner's parts, in this process; returns (API URL, stop)."""
     storage = runner.start_storage("127.0.0.1", 0, None)
     runner.configure_environment("dev", storage.endpoint)
-    from local.tables import create_tables  # the models read the environment
+    from local.tables import create_tables
     create_tables()
     app, config = runner.load_app("dev")
     meter = Meter()

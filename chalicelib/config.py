@@ -1,9 +1,11 @@
 """Settings, read from environment variables.
 
-The variables are set per stage in `.chalice/config.json`; on Lambda they are in
-the process environment before the app is imported. Defaults are Zaqar's.
-Settings are read on each call rather than cached at import, so the Chalice test
-client (which applies stage variables only while a request runs) sees them too.
+The variables are set per stage in `.chalice/config.json` (on Lambda, the
+function's environment). Each invocation builds its Settings once, at its
+entry point, and hands them down; storage is pointed at the tables they name
+there too (storage.models.configure). Nothing reads the environment at
+import, so the Chalice test client, which applies stage variables only while
+a request runs, sees them too. Defaults are Zaqar's.
 """
 import os
 from dataclasses import dataclass, fields
@@ -11,8 +13,15 @@ from dataclasses import dataclass, fields
 
 @dataclass(frozen=True)
 class Settings:
+    # Where the data is: the stage's tables, the region, and an endpoint for
+    # DynamoDB Local (empty: the region's own).
+    queues_table: str = "zaqar-queues"
+    messages_table: str = "zaqar-messages"
+    subscriptions_table: str = "zaqar-subscriptions"
+    connections_table: str = "zaqar-connections"
+    aws_region: str = "us-east-1"
+    dynamodb_endpoint: str = ""
     # Identity and features.
-    auth_strategy: str = "noauth"
     admin_mode: bool = False
     client_id_uuid_safe: str = "strict"
     min_length_client_id: int = 10

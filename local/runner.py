@@ -91,7 +91,8 @@ def start_storage(host, port, data_dir):
 def configure_environment(stage, endpoint):
     """What a deployed function's environment holds, pointed at local storage.
 
-    Must run before the app is imported: the models read it at import.
+    Settings are built from it per invocation; the app also reads it once at
+    import, for the stream its handlers are registered on.
     """
     os.environ.update(stage_environment(stage))
     if endpoint:
@@ -306,7 +307,7 @@ def main(argv=None):
         storage = start_storage(args.host, args.dynamodb_port, data_dir)
         log.info("storage: %s", storage.description)
         configure_environment(args.stage, storage.endpoint)
-        from local.tables import create_tables  # imports the models: env first
+        from local.tables import create_tables
         create_tables()
         app, config = load_app(args.stage)
         build_storage_clients()

@@ -5,10 +5,14 @@ the pynamodb models in chalicelib/storage/models.py.
 """
 from pynamodb.exceptions import TableError
 
-from chalicelib.storage.models import ALL_MODELS, TTL_ATTRIBUTE
+from chalicelib.config import get_settings
+from chalicelib.storage.models import ALL_MODELS, TTL_ATTRIBUTE, configure
 
 
-def create_tables():
+def create_tables(settings=None):
+    """The tables `settings` name (default: the environment's stage), with
+    storage pointed at them."""
+    configure(settings or get_settings())
     for model in ALL_MODELS:
         if model.exists():
             continue

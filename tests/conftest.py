@@ -1,8 +1,8 @@
 """Test set-up: the dev stage's environment, with moto standing in for AWS.
 
-moto is imported and dummy credentials set before anything creates a botocore
-client (a client made earlier would talk to real AWS), and before the app is
-imported, since the pynamodb models read their table names at import.
+Dummy credentials are set before anything creates a botocore client (one made
+earlier would talk to real AWS). Storage takes its tables from the settings
+each request (or create_tables) builds from the stage's variables.
 """
 import os
 import sys

@@ -10,6 +10,7 @@ import pytest
 
 from conftest import PROJECT, headers
 
+from chalicelib.config import get_settings
 from chalicelib.storage import claims, listing, messages, queues, stats, sweeper
 from chalicelib.storage.models import MessageRecord, queue_key
 
@@ -102,11 +103,11 @@ def test_sweep_deletes_expired_messages_in_bounded_resumable_runs(clock):
     post("old", ["fresh"], ttl=3600)
     clock.advance(61)
     # A run whose deadline has passed still makes progress: one batch.
-    first = sweeper.run(deadline_ms=clock.now).deleted
+    first = sweeper.run(clock.now, get_settings()).deleted
     assert 0 < first < 60
     total = first
     while stored_message_count("old") > 1:
-        total += sweeper.run(deadline_ms=clock.now + 10_000).deleted
+        total += sweeper.run(clock.now + 10_000, get_settings()).deleted
     assert total == 60
     assert free_bodies("old") == ["fresh"]
 
@@ -118,7 +119,7 @@ def test_deleting_a_queue_hides_its_messages_and_the_sweep_removes_them(client, 
     assert client.http.put("/v2/queues/gone", headers=headers()).status_code == 201
     post("gone", ["new"])
     assert free_bodies("gone") == ["new"]
-    sweeper.run(deadline_ms=clock.now + 10_000)
+    sweeper.run(clock.now + 10_000, get_settings())
     remaining = [json.loads(item.body) for item in MessageRecord.query(queue_key(PROJECT, "gone"))
                  if item.sk.startswith("m#")]
     assert remaining == ["new"]
@@ -137,14 +138,14 @@ def test_a_failing_sweep_job_is_counted_and_skipped_and_the_others_go_on(
         return real_sweep(job, budget)
     monkeypatch.setattr(sweeper, "sweep_deleted_queue", broken_for_first)
 
-    run = sweeper.run(deadline_ms=clock.now + 10_000)
+    run = sweeper.run(clock.now + 10_000, get_settings())
     assert run.failed == 1
     assert stored_message_count("second") == 0
     assert stored_message_count("first") == 1  # kept for a later run
     assert "deleted queue" in caplog.text and "first" in caplog.text
 
     monkeypatch.setattr(sweeper, "sweep_deleted_queue", real_sweep)
-    assert sweeper.run(deadline_ms=clock.now + 10_000).failed == 0
+    assert sweeper.run(clock.now + 10_000, get_settings()).failed == 0
     assert stored_message_count("first") == 0
 
 

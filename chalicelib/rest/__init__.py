@@ -19,6 +19,7 @@ from chalicelib.config import get_settings
 from chalicelib.errors import (
     BadRequest, NotAcceptable, NotFound, ServiceUnavailable, ZaqarError)
 from chalicelib.storage.errors import is_backend_failure
+from chalicelib.storage.models import configure as configure_storage
 from chalicelib.validation import (
     check_queue_name, make_context, parse_json, request_project)
 
@@ -120,6 +121,7 @@ def handle(view, app_getter, anonymous):
         request = app_getter().current_request
         try:
             settings = get_settings()
+            configure_storage(settings)
             ctx = _check_request(request, settings, anonymous)
             for name in ("queue_name",):
                 if name in path_params:

@@ -1,26 +1,25 @@
 """The DynamoDB data model (see docs/data-model.md for the why).
 
-Table names and the endpoint come from the environment when this module is
-imported: on Lambda, and in the local runner and tests, the stage's variables
-are set before the app is imported.
+Where the tables are (names, region, endpoint) comes from each invocation's
+settings: `configure(settings)` points every model at them, at the entry
+points (app.py's handlers, the transports).
 
 Attribute names are short on purpose: DynamoDB bills item size, names included,
 and a message should stay under 1 KB of overhead-free write units.
 """
-import os
-
 from pynamodb.attributes import (
     BooleanAttribute, ListAttribute, MapAttribute, NumberAttribute, UnicodeAttribute,
     UnicodeSetAttribute)
 from pynamodb.models import Model
 
 
-def _meta(table_env, default_name, stream_view_type=None):
+def _meta(table_setting, stream_view_type=None):
     class Meta:
-        table_name = os.environ.get(table_env, default_name)
-        region = (os.environ.get("AWS_REGION")
-                  or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1")
-        host = os.environ.get("DYNAMODB_ENDPOINT") or None
+        # Set from settings by configure(); these are the defaults' values.
+        table = table_setting  # the Settings field naming the table
+        table_name = f"zaqar-{table_setting.removesuffix('_table')}"
+        region = "us-east-1"
+        host = None
         # Fail fast and let storage.retry decide: botocore's own retries would
         # multiply with ours and hide throttling from the 503 path.
         max_retry_attempts = 1
@@ -43,7 +42,7 @@ def queue_key(project, queue):
 class QueueRecord(Model):
     """One queue: its metadata. Keyed by project so a project's queues list in
     name order with one Query."""
-    Meta = _meta("QUEUES_TABLE", "zaqar-queues")
+    Meta = _meta("queues_table")
     project = UnicodeAttribute(hash_key=True, attr_name="p")
     name = UnicodeAttribute(range_key=True, attr_name="n")
     metadata = UnicodeAttribute(attr_name="m", default="{}")  # JSON text, as sent
@@ -69,8 +68,7 @@ STATS_KEY = "t"  # counters kept from the stream, see stats.py
 class MessageRecord(Model):
     # The stream feeds notification delivery (new messages) and the stats
     # counters (which need the old image to see a hold end).
-    Meta = _meta("MESSAGES_TABLE", "zaqar-messages",
-                 stream_view_type="NEW_AND_OLD_IMAGES")
+    Meta = _meta("messages_table", stream_view_type="NEW_AND_OLD_IMAGES")
     pq = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
     message_id = UnicodeAttribute(attr_name="i")
@@ -88,13 +86,6 @@ class MessageRecord(Model):
     # Set on the messages of a multi-message post; hidden while the queue's
     # state lists the token as pending (see messages.post).
     batch_token = UnicodeAttribute(attr_name="bt", null=True)
-
-
-# The stream the app's stream handlers read. Chalice freezes it at package
-# time; infra/package.py swaps it for the stack's table stream, and the local
-# runner for the local table's stream.
-MESSAGES_STREAM_ARN = (f"arn:aws:dynamodb:{MessageRecord.Meta.region}:000000000000:"
-                       f"table/{MessageRecord.Meta.table_name}/stream/latest")
 
 
 class QueueState(Model):
@@ -157,7 +148,7 @@ class SweepProgress(Model):
 
 class SubscriptionRecord(Model):
     """Subscriptions of a queue; "u#<digest>" items keep subscribers unique."""
-    Meta = _meta("SUBSCRIPTIONS_TABLE", "zaqar-subscriptions")
+    Meta = _meta("subscriptions_table")
     pq = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
     subscription_id = UnicodeAttribute(attr_name="i")
@@ -176,7 +167,7 @@ class SubscriptionRecord(Model):
 
 class ConnectionRecord(Model):
     """A live websocket connection (API Gateway connection id)."""
-    Meta = _meta("CONNECTIONS_TABLE", "zaqar-connections")
+    Meta = _meta("connections_table")
     connection_id = UnicodeAttribute(hash_key=True, attr_name="id")
     project = UnicodeAttribute(attr_name="p", null=True)
     created = NumberAttribute(attr_name="cr")
@@ -187,3 +178,44 @@ class ConnectionRecord(Model):
 
 ALL_MODELS = (QueueRecord, MessageRecord, SubscriptionRecord, ConnectionRecord)
 TTL_ATTRIBUTE = "x"
+
+
+def _models():
+    """Every model of this service (models of one table share a Meta)."""
+    pending, found = list(Model.__subclasses__()), []
+    while pending:
+        model = pending.pop()
+        pending.extend(model.__subclasses__())
+        if hasattr(model.Meta, "table"):
+            found.append(model)
+    return found
+
+
+_configured = None
+
+
+def configure(settings):
+    """Point every model at the tables, region and endpoint `settings` name.
+    Each invocation calls it with its settings; while they stay the same it
+    changes nothing, so a warm Lambda keeps its connections."""
+    global _configured
+    where = (settings.aws_region, settings.dynamodb_endpoint or None,
+             settings.queues_table, settings.messages_table,
+             settings.subscriptions_table, settings.connections_table)
+    if where == _configured:
+        return
+    for model in _models():
+        model.Meta.table_name = getattr(settings, model.Meta.table)
+        model.Meta.region = settings.aws_region
+        model.Meta.host = settings.dynamodb_endpoint or None
+        model._connection = None  # made again, for the new place, on next use
+    _configured = where
+
+
+def messages_stream_arn(settings):
+    """The stream the app's stream handlers read. Chalice takes it when the
+    app is imported, and freezes it at package time; infra/package.py swaps
+    it for the stack's table stream, and the local runner for the local
+    table's stream."""
+    return (f"arn:aws:dynamodb:{settings.aws_region}:000000000000:"
+            f"table/{settings.messages_table}/stream/latest")

@@ -25,7 +25,6 @@ from pynamodb.exceptions import DoesNotExist
 
 from chalicelib import clock
 from chalicelib.storage import claims
-from chalicelib.config import Settings
 from chalicelib.storage.messages import (
     BATCH_WRITE_MAX, batch_write, forget_abandoned_batches, position_key, scan)
 from chalicelib.storage import queues as queue_store
@@ -37,9 +36,6 @@ from chalicelib.storage.retry import retrying
 log = logging.getLogger("zaqar.sweeper")
 PAGE = 100
 HEAD_PAGE = 10
-# No message outlives this: the longest ttl, stretched by the longest claim.
-LONGEST_LIFE_MS = (Settings.max_message_ttl + Settings.max_claim_ttl
-                   + Settings.max_claim_grace) * 1000
 
 
 class Budget:
@@ -118,12 +114,18 @@ def _attempt(budget, what, step, *args):
         return None
 
 
-def _sweep_live_queue(queue, budget):
+def longest_life_ms(settings):
+    """No message outlives this: the longest ttl, stretched by the longest claim."""
+    return (settings.max_message_ttl + settings.max_claim_ttl
+            + settings.max_claim_grace) * 1000
+
+
+def _sweep_live_queue(queue, budget, settings):
     pq = queue_key(queue.project, queue.name)
     floor = int(queue.floor or 0)
     sweep_queue_head(queue.project, queue.name, floor, budget)
     claims.settle_timers(pq, floor)
-    forget_abandoned_batches(pq, clock.now_ms(), LONGEST_LIFE_MS)
+    forget_abandoned_batches(pq, clock.now_ms(), longest_life_ms(settings))
 
 
 def _finish_job(job, budget):
@@ -131,8 +133,9 @@ def _finish_job(job, budget):
         retrying(job.delete)
 
 
-def run(deadline_ms):
-    """One sweep run; returns its Budget (what it deleted, what failed)."""
+def run(deadline_ms, settings):
+    """One sweep run, with the stage's settings; returns its Budget (what it
+    deleted, what failed)."""
     budget = Budget(deadline_ms)
     # Every job is read (they are small), so jobs that keep failing never
     # hold back the ones after them.
@@ -150,7 +153,7 @@ def run(deadline_ms):
         if budget.spent:
             return budget
         _attempt(budget, f"queue {queue.project!r}/{queue.name!r}",
-                 _sweep_live_queue, queue, budget)
+                 _sweep_live_queue, queue, budget, settings)
     last = page.last_evaluated_key
     progress.queues_from = json.dumps(last) if last else None
     retrying(progress.save)

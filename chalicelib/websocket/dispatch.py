@@ -41,7 +41,7 @@ def _claim_document(body):
 # -- the node ---------------------------------------------------------------
 
 def authenticate(call):
-    # No Keystone in front of this service (auth_strategy "noauth"): every
+    # No Keystone in front of this service (no authentication yet): every
     # connection is authenticated. python-zaqarclient sends this first.
     return 200, {"message": "Authentified."}
 

@@ -8,7 +8,6 @@ and the connection stays usable.
 """
 import logging
 
-from chalicelib.config import get_settings
 from chalicelib.errors import BadRequest, ServiceUnavailable, ZaqarError
 from chalicelib.storage.errors import is_backend_failure
 from chalicelib.validation import make_context, validate
@@ -23,17 +22,17 @@ TEXT_HEADERS = ("client-id", "x-project-id", "x-tenant-id", "x-tenant", "x-roles
                 "x-auth-token")
 
 
-def on_connect(event):
+def on_connect(event, settings):
     connections.opened(event.connection_id)
 
 
-def on_disconnect(event):
+def on_disconnect(event, settings):
     connections.forget(event.connection_id)
 
 
-def on_message(event):
+def on_message(event, settings):
     data, binary = frames.read_event(event.to_dict())
-    request, status, body = answer(event, data, binary)
+    request, status, body = answer(event, data, binary, settings)
     push.send(event.connection_id, frames.encode_answer(request, status, body, binary))
 
 
@@ -42,7 +41,7 @@ def _error_body(error):
             "error": None if error.title in PLAIN_TITLES else error.title}
 
 
-def answer(event, data, binary):
+def answer(event, data, binary, settings):
     """(echoed request, status, body) for one frame."""
     try:
         payload = frames.decode(data, binary)
@@ -53,7 +52,6 @@ def answer(event, data, binary):
     action = ACTIONS.get(name) if isinstance(name, str) else None
     if action is None:
         return request, 400, {"error": f"{name} is not a valid action"}
-    settings = get_settings()
     try:
         validate("ws_request", payload, settings)
     except BadRequest:

@@ -1,15 +1,13 @@
 """What the contract, concurrency and fault tests share: pointing the storage
 layer at a DynamoDB endpoint, a caller's context, a clock tests can move.
 
-The pynamodb models bind their endpoint when chalicelib.storage.models is
-imported (Meta.host from DYNAMODB_ENDPOINT) and cache a connection on each
-model class. That is right for Lambda, where a process serves one stage for
-its whole life. The tests run the same storage code against moto and against
-DynamoDB Local in one process, so they set Meta.host for the duration of a
-test and drop the cached connections on the way in and out.
+The tests run the same storage code against moto and against DynamoDB Local
+in one process: `models_at` points storage at another endpoint for a block,
+as a stage's settings would.
 """
 import atexit
 import contextlib
+import dataclasses
 import uuid
 
 from pynamodb.models import Model
@@ -30,26 +28,16 @@ def model_classes():
             if isinstance(value, type) and issubclass(value, Model) and value is not Model]
 
 
-def _drop_connections():
-    for model in model_classes():
-        model._connection = None
-
-
 @contextlib.contextmanager
 def models_at(host):
     """Send every model's requests to `host` (None: the default AWS endpoint,
-    which moto intercepts) until the block ends."""
-    metas = {id(model.Meta): model.Meta for model in model_classes()}.values()
-    saved = [(meta, meta.host) for meta in metas]
-    for meta in metas:
-        meta.host = host
-    _drop_connections()
+    which moto intercepts) until the block ends; yields those settings."""
+    settings = dataclasses.replace(get_settings(), dynamodb_endpoint=host or "")
+    models.configure(settings)
     try:
-        yield
+        yield settings
     finally:
-        for meta, host_before in saved:
-            meta.host = host_before
-        _drop_connections()
+        models.configure(get_settings())
 
 
 _shared_server = []
@@ -64,8 +52,8 @@ def shared_dynamodb_local():
         server = dynamodb_local.start()
         atexit.register(server.stop)
         _shared_server.append(server)
-        with models_at(server.endpoint):
-            create_tables()
+        with models_at(server.endpoint) as settings:
+            create_tables(settings)
     return _shared_server[0].endpoint
 
 

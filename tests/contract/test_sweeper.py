@@ -1,6 +1,7 @@
 """The sweep: what deleted queues leave is removed, whatever the queue's
 history, and no job stops the sweep for the others."""
 from chalicelib.actions import queues
+from chalicelib.config import get_settings
 from chalicelib.storage import sweeper
 from chalicelib.storage.models import MessageRecord, SweepJob, SWEEP_JOBS_KEY, queue_key
 from contract.support import post
@@ -22,7 +23,7 @@ def test_a_queue_created_again_before_any_post_does_not_stop_the_sweep(ctx, cloc
     post(ctx, "gone", 3)
     queues.delete(ctx, "gone")
 
-    run = sweeper.run(deadline_ms=clock.now + 10_000)
+    run = sweeper.run(clock.now + 10_000, get_settings())
 
     assert run.failed == 0
     assert jobs_of(ctx.project) == []
