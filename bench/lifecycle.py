@@ -34,10 +34,10 @@ HEADERS = ["work", "requests", "by operation", "RRU", "WRU", "failed cond.", "ms
 
 def sweep_section(meter, clock, reader, body):
     from bench import workload
+    from chalicelib.config import get_settings
     from chalicelib.storage import messages as message_store
     from chalicelib.storage import queues as queue_store
     from chalicelib.storage import stats as stats_store
-    from chalicelib.config import get_settings
     from chalicelib.storage import sweeper
 
     queue = "sweep-1000"
@@ -51,7 +51,7 @@ def sweep_section(meter, clock, reader, body):
     clock.advance(120)  # every message is past its expiry (ttl 60 s)
     rows = []
     with meter.measure() as first:
-        deleted = sweeper.run(clock.now_ms() + 25_000, get_settings()).deleted
+        deleted = sweeper.run(clock.now + 25_000, get_settings()).deleted
     rows.append(row(f"sweep run: {deleted:,} expired messages deleted", first.usage,
                     first.seconds))
     if deleted and deleted != 1000:
@@ -63,7 +63,7 @@ def sweep_section(meter, clock, reader, body):
                     fed.usage, fed.seconds))
     after = stats_store.queue_stats(PROJECT, queue, floor)[0]
     with meter.measure() as idle:
-        idle_deleted = sweeper.run(clock.now_ms() + 25_000, get_settings()).deleted
+        idle_deleted = sweeper.run(clock.now + 25_000, get_settings()).deleted
     rows.append(row(f"sweep run with nothing expired (1 empty queue, "
                     f"{idle_deleted} deleted)", idle.usage, idle.seconds))
     common.print_table(HEADERS, rows,
@@ -79,7 +79,7 @@ def idle_sweep_with_live_head(meter, clock, depth_queues):
     from chalicelib.config import get_settings
     from chalicelib.storage import sweeper
     with meter.measure() as idle:
-        deleted = sweeper.run(clock.now_ms() + 25_000, get_settings()).deleted
+        deleted = sweeper.run(clock.now + 25_000, get_settings()).deleted
     return row(f"sweep run, nothing expired, {len(depth_queues) + 1} queues "
                f"({', '.join(depth_queues)} + the empty one); {deleted} deleted",
                idle.usage, idle.seconds)
@@ -118,8 +118,8 @@ def stats_section(meter, reader, body):
                      usage.breakdown(), round(usage.rru, 2), round(usage.wru, 2),
                      round(usage.failed_conditions, 2),
                      round(common.median(seconds) * 1000, 1)])
-        print(f"  stats: {counts}; oldest {oldest.message_id if oldest else None}, "
-              f"newest {newest.message_id if newest else None}")
+        print(f"  stats: {counts}; oldest {oldest.id if oldest else None}, "
+              f"newest {newest.id if newest else None}")
     print()
     return rows, queues
 
@@ -135,7 +135,8 @@ def main():
         meter = common.install_meter()
         from bench import workload
         from chalicelib.storage.models import MessageRecord
-        clock = workload.Clock()
+        from local.clock import FakeClock
+        clock = FakeClock(running=True).install()
         body, posted, claimed = workload.sized_body()
         print("Engine: DynamoDB Local (in memory) at", db.endpoint)
         print(common.machine_load())

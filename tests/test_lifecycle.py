@@ -2,37 +2,20 @@
 the sweeper and deleted queues. Time moves by a controllable clock, never by
 sleeping."""
 import json
-import time
-from unittest import mock
 
 import boto3
 import pytest
 
-from conftest import PROJECT, headers
-
 from chalicelib.config import get_settings
 from chalicelib.storage import claims, listing, messages, queues, stats, sweeper
 from chalicelib.storage.models import MessageRecord, queue_key
-
-
-class Clock:
-    """Stands in for chalicelib.clock.now_ms; tests move it forward."""
-
-    def __init__(self):
-        self.now = int(time.time() * 1000)
-
-    def __call__(self):
-        return self.now
-
-    def advance(self, seconds):
-        self.now += int(seconds * 1000)
+from conftest import PROJECT, headers
 
 
 @pytest.fixture
-def clock(aws):
-    fake = Clock()
-    with mock.patch("chalicelib.clock.now_ms", fake):
-        yield fake
+def clock(aws, clock):
+    """The frozen clock, on moto's tables."""
+    return clock
 
 
 def post(queue, bodies, ttl=300, delay=0, project=PROJECT):
@@ -184,7 +167,7 @@ def test_stats_follow_the_stream(clock):
     assert stats.apply_stream_records(records) == []
     counts, oldest, newest = stats.queue_stats(PROJECT, "s", 0)
     assert counts == {"claimed": 1, "delayed": 1, "free": 3, "total": 5}
-    assert json.loads(oldest.body) == 2 and json.loads(newest.body) == 6
+    assert oldest.body == 2 and newest.body == 6
     clock.advance(3 * 60)  # the claim and the delay are long over
     counts, _, _ = stats.queue_stats(PROJECT, "s", 0)
     assert counts == {"claimed": 0, "delayed": 0, "free": 5, "total": 5}

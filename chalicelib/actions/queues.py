@@ -198,13 +198,13 @@ def stats(ctx, name):
         return {"claimed": 0, "delayed": 0, "free": 0, "total": 0}, False
     counts, oldest, newest = stats_store.queue_stats(ctx.project, name, floor)
     shown, now = dict(counts), clock.now_ms()
-    for key, record in (("oldest", oldest), ("newest", newest)):
-        if record is not None:
-            created = datetime.fromtimestamp(record.created / 1000, timezone.utc)
+    for key, message in (("oldest", oldest), ("newest", newest)):
+        if message is not None:
+            created = datetime.fromtimestamp(message.created / 1000, timezone.utc)
             shown[key] = {
-                "id": record.message_id, "age": max(0, (now - record.created) // 1000),
+                "id": message.id, "age": max(0, (now - message.created) // 1000),
                 "created": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "href": f"/v2/queues/{name}/messages/{record.message_id}"}
+                "href": f"/v2/queues/{name}/messages/{message.id}"}
     return shown, True
 
 

@@ -5,7 +5,6 @@ keeps going while deliveries fall due before its time is up, sleeping until
 the next one, so delays shorter than a minute are kept as the policy says
 for as long as a run lasts; deliveries due later wait for a later run.
 """
-import json
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -47,7 +46,7 @@ def _attempt(item, settings, call):
             return
         if call.is_failing(item.subscription_id):
             return
-        payload = json.loads(item.payload)
+        payload = item.payload
         subscription = store.get_by_key(item.queue, item.subscription_id)
         # The subscriber as it is now: deleted, expired or unconfirmed since
         # means there is nobody to deliver to any more.
@@ -55,9 +54,10 @@ def _attempt(item, settings, call):
             subscription.confirmed or not settings.require_confirmation
             or payload.get("Message_Type") != payloads.NOTIFICATION)
         if wanted:
-            deliver(Delivery(subscription, payload, json.loads(item.policy),
-                             attempts=int(item.attempts), last_error=item.last_error),
+            deliver(Delivery(subscription, payload, item.policy,
+                             attempts=item.attempts, last_error=item.last_error),
                     settings, call)
         store.drop_pending(item)
     except Exception:  # it stays pending: the next run tries again after the lease
-        log.exception("pending delivery %s %s failed", item.pq, item.sk)
+        log.exception("pending delivery %s of subscription %s failed", item.key,
+                      item.subscription_id)

@@ -17,15 +17,29 @@ from dataclasses import dataclass
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from chalicelib import clock
-from chalicelib.storage import queues as queue_store
-from chalicelib.storage.models import (
-    CLAIM_PREFIX, MESSAGE_PREFIX, STATE_KEY, STATS_KEY, SWEEP_JOBS_KEY, ClaimRecord,
-    MessageRecord, QueueState, SweepJob, queue_key)
 from chalicelib.errors import ServiceUnavailable
+from chalicelib.storage import queues as queue_store
 from chalicelib.storage.errors import BACKEND_FAILURES
+from chalicelib.storage.models import (
+    CLAIM_PREFIX,
+    MESSAGE_PREFIX,
+    STATE_KEY,
+    STATS_KEY,
+    SWEEP_JOBS_KEY,
+    ClaimRecord,
+    MessageRecord,
+    QueueState,
+    SweepJob,
+    queue_key,
+)
 from chalicelib.storage.retry import (
-    ATTEMPTS, backoff, error_code, condition_failed, is_transient,
-    retrying)
+    ATTEMPTS,
+    backoff,
+    condition_failed,
+    error_code,
+    is_transient,
+    retrying,
+)
 
 # A post that has not finished writing this long after reserving its
 # positions gives up (and removes what it wrote): claimers rely on every post
@@ -76,6 +90,7 @@ class Message:
     claim_count: int = 0
     checksum: str = None
     client_id: str = None
+    created: int = None  # epoch ms
 
     @property
     def position(self):
@@ -127,7 +142,8 @@ def to_message(record, now):
     return Message(id=record.message_id, body=json.loads(record.body),
                    ttl=int(record.ttl), age=max(0, (now - record.created) // 1000),
                    claim_id=held, claim_count=int(record.claim_count or 0),
-                   checksum=record.checksum, client_id=record.client_id)
+                   checksum=record.checksum, client_id=record.client_id,
+                   created=int(record.created))
 
 
 # -- queue incarnation ------------------------------------------------------

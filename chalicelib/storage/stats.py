@@ -16,9 +16,8 @@ from collections import defaultdict
 
 from chalicelib import clock
 from chalicelib.storage import queues as queue_store
-from chalicelib.storage.messages import position_key, scan
-from chalicelib.storage.models import (
-    MESSAGE_PREFIX, STATS_KEY, MessageRecord, queue_key)
+from chalicelib.storage.messages import position_key, scan, to_message
+from chalicelib.storage.models import MESSAGE_PREFIX, STATS_KEY, MessageRecord, queue_key
 from chalicelib.storage.retry import condition_failed, retrying
 
 MINUTE_MS = 60_000
@@ -171,8 +170,8 @@ def _edge_message(pq, floor, now, newest):
 
 
 def queue_stats(project, queue, floor):
-    """{"claimed", "delayed", "free", "total"} and, if any, the oldest and
-    newest message records."""
+    """({"claimed", "delayed", "free", "total"}, the oldest Message, the
+    newest Message); either message is None when there is none."""
     pq = queue_key(project, queue)
     now = clock.now_ms()
     item = _load(pq)
@@ -188,5 +187,5 @@ def queue_stats(project, queue, floor):
     if total:
         oldest = _edge_message(pq, floor, now, newest=False)
         newest = _edge_message(pq, floor, now, newest=True)
-    return result, oldest, newest
+    return (result, oldest and to_message(oldest, now), newest and to_message(newest, now))
 

@@ -65,9 +65,26 @@ class PendingDelivery(Model):
     lease = NumberAttribute(attr_name="l", null=True)  # ms; a worker has it until then
     expires_at = NumberAttribute(attr_name="x")
 
-    @property
-    def due(self):
-        return int(self.sk.split("#")[0], 16)
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A delivery waiting for its next attempt, as notify sees it."""
+    key: tuple  # where it is stored
+    due: int  # epoch ms
+    queue: str  # the queue's partition key
+    subscription_id: str
+    payload: dict
+    policy: dict  # the retry policy that applies
+    attempts: int  # made so far
+    last_error: str = None
+
+
+def _to_pending(item):
+    return Pending(key=(item.pq, item.sk), due=int(item.sk.split("#")[0], 16),
+                   queue=item.queue, subscription_id=item.subscription_id,
+                   payload=json.loads(item.payload), policy=json.loads(item.policy),
+                   attempts=int(item.attempts), last_error=item.last_error)
 
 
 @dataclass
@@ -384,16 +401,17 @@ def pending_until(moment, limit=100):
                           retry_partition(number), PendingDelivery.sk <= f"{moment:012x}~",
                           limit=limit, page_size=limit)
                       if item.lease is None or item.lease <= now]
-        return sorted(found, key=lambda item: item.sk)
+        return [_to_pending(item) for item in sorted(found, key=lambda item: item.sk)]
     return retrying(read)
 
 
-def take_pending(item, lease_ms):
-    """Hold the item for `lease_ms`; False if another worker holds it. A
+def take_pending(pending, lease_ms):
+    """Hold the delivery for `lease_ms`; False if another worker holds it. A
     worker that dies holding it leaves it to the next one after the lease."""
     now = clock.now_ms()
     try:
-        retrying(item.update, actions=[PendingDelivery.lease.set(now + lease_ms)],
+        retrying(PendingDelivery(*pending.key).update,
+                 actions=[PendingDelivery.lease.set(now + lease_ms)],
                  condition=PendingDelivery.sk.exists()
                  & (PendingDelivery.lease.does_not_exist() | (PendingDelivery.lease <= now)))
     except UpdateError as error:
@@ -403,5 +421,5 @@ def take_pending(item, lease_ms):
     return True
 
 
-def drop_pending(item):
-    retrying(PendingDelivery(item.pq, item.sk).delete)
+def drop_pending(pending):
+    retrying(PendingDelivery(*pending.key).delete)
