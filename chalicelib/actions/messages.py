@@ -3,10 +3,10 @@ import json
 
 from chalicelib.errors import BadRequest, Forbidden, NotFound
 from chalicelib.storage import claims as claim_store
-from chalicelib.storage.errors import ClaimNotFound, ClaimedByAnother, MessageNotClaimed
 from chalicelib.storage import listing
 from chalicelib.storage import messages as message_store
 from chalicelib.storage import queues as queue_store
+from chalicelib.storage.errors import ClaimedByAnother, ClaimNotFound, MessageNotClaimed
 from chalicelib.validation import check_limit, check_queue_name, validate
 
 

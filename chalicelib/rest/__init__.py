@@ -16,12 +16,10 @@ from chalice import Response
 
 from chalicelib import clock, signed_urls
 from chalicelib.config import get_settings
-from chalicelib.errors import (
-    BadRequest, NotAcceptable, NotFound, ServiceUnavailable, ZaqarError)
+from chalicelib.errors import BadRequest, NotAcceptable, NotFound, ServiceUnavailable, ZaqarError
 from chalicelib.storage.errors import is_backend_failure
 from chalicelib.storage.models import configure as configure_storage
-from chalicelib.validation import (
-    check_queue_name, make_context, parse_json, request_project)
+from chalicelib.validation import check_queue_name, make_context, parse_json, request_project
 
 log = logging.getLogger("zaqar.rest")
 JSON = "application/json"

@@ -40,13 +40,30 @@ from pynamodb.transactions import TransactWrite
 
 from chalicelib import clock
 from chalicelib.storage import queues as queue_store
-from chalicelib.storage.errors import ClaimNotFound, ClaimedByAnother, MessageNotClaimed
+from chalicelib.storage.errors import ClaimedByAnother, ClaimNotFound, MessageNotClaimed
 from chalicelib.storage.messages import (
-    TIMER_KEEP_S, delete_positions, get_records, hex_number, is_free, load_state,
-    message_id_of, position_key, position_of, reserve_positions, scan, to_message,
-    unfinished_batches)
+    TIMER_KEEP_S,
+    delete_positions,
+    get_records,
+    hex_number,
+    is_free,
+    load_state,
+    message_id_of,
+    position_key,
+    position_of,
+    reserve_positions,
+    scan,
+    to_message,
+    unfinished_batches,
+)
 from chalicelib.storage.models import (
-    CLAIM_PREFIX, STATE_KEY, ClaimRecord, MessageRecord, QueueState, queue_key)
+    CLAIM_PREFIX,
+    STATE_KEY,
+    ClaimRecord,
+    MessageRecord,
+    QueueState,
+    queue_key,
+)
 from chalicelib.storage.retry import condition_failed, retrying
 
 # Every post lands within this long of reserving its positions: it aborts

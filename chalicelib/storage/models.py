@@ -8,8 +8,13 @@ Attribute names are short on purpose: DynamoDB bills item size, names included,
 and a message should stay under 1 KB of overhead-free write units.
 """
 from pynamodb.attributes import (
-    BooleanAttribute, ListAttribute, MapAttribute, NumberAttribute, UnicodeAttribute,
-    UnicodeSetAttribute)
+    BooleanAttribute,
+    ListAttribute,
+    MapAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+    UnicodeSetAttribute,
+)
 from pynamodb.models import Model
 
 

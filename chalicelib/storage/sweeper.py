@@ -25,12 +25,26 @@ from pynamodb.exceptions import DoesNotExist
 
 from chalicelib import clock
 from chalicelib.storage import claims
-from chalicelib.storage.messages import (
-    BATCH_WRITE_MAX, batch_write, forget_abandoned_batches, position_key, scan)
 from chalicelib.storage import queues as queue_store
+from chalicelib.storage.messages import (
+    BATCH_WRITE_MAX,
+    batch_write,
+    forget_abandoned_batches,
+    position_key,
+    scan,
+)
 from chalicelib.storage.models import (
-    CLAIM_PREFIX, STATE_KEY, SWEEP_JOBS_KEY, SWEEP_PROGRESS_KEY, ClaimRecord,
-    MessageRecord, QueueRecord, SweepJob, SweepProgress, queue_key)
+    CLAIM_PREFIX,
+    STATE_KEY,
+    SWEEP_JOBS_KEY,
+    SWEEP_PROGRESS_KEY,
+    ClaimRecord,
+    MessageRecord,
+    QueueRecord,
+    SweepJob,
+    SweepProgress,
+    queue_key,
+)
 from chalicelib.storage.retry import retrying
 
 log = logging.getLogger("zaqar.sweeper")

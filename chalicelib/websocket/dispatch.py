@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 from chalicelib import clock
 from chalicelib.actions import claims, health, messages, queues, subscriptions
-from chalicelib.errors import Conflict, ServiceUnavailable
 from chalicelib.actions.home import home_document
+from chalicelib.errors import Conflict, ServiceUnavailable
 from chalicelib.validation import Context
 from chalicelib.websocket import push
 

@@ -9,9 +9,9 @@ and the connection stays usable.
 import logging
 
 from chalicelib.errors import BadRequest, ServiceUnavailable, ZaqarError
+from chalicelib.storage import connections
 from chalicelib.storage.errors import is_backend_failure
 from chalicelib.validation import make_context, validate
-from chalicelib.storage import connections
 from chalicelib.websocket import frames, push
 from chalicelib.websocket.dispatch import ACTIONS, Call
 
