@@ -10,8 +10,7 @@ from chalicelib import clock
 from chalicelib.config import get_settings
 from chalicelib.notify import retries
 from chalicelib.notify import stream as notifications
-from chalicelib.rest import add_method_fallbacks
-from chalicelib.rest import messages, meta, queues, subscriptions
+from chalicelib.rest import add_method_fallbacks, messages, meta, queues, subscriptions
 from chalicelib.storage import stats, sweeper
 from chalicelib.storage.models import configure as configure_storage
 from chalicelib.storage.models import messages_stream_arn

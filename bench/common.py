@@ -270,12 +270,13 @@ def install_meter():
         prop.fget._bench_metered = True
         Connection.client = prop
     for model in all_models():
-        model._get_connection().connection.client  # creates and hooks it
+        model._get_connection().connection.client  # noqa: B018 (creates and hooks it)
     return METER
 
 
 def all_models():
     from pynamodb.models import Model
+
     from chalicelib.storage import models
     return [value for value in vars(models).values()
             if isinstance(value, type) and issubclass(value, Model) and value is not Model]

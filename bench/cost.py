@@ -211,6 +211,7 @@ def contention(meter, body, post_wru, messages=800):
     claimer reads the same cursor and races for the same candidates, and a
     lost race is a failed conditional write (billed, 1 WRU)."""
     import threading
+
     from bench import workload
     from chalicelib.actions import claims as claim_actions
     rows = []
@@ -255,6 +256,7 @@ def mixed(meter, body, producers=4, workers=8, total=2000, time_limit_s=120):
     its claim id. DynamoDB work per message life under that concurrency, and
     what claims cost, those that found messages and those that found none."""
     import threading
+
     from bench import workload
     from chalicelib.actions import claims as claim_actions
     from chalicelib.actions import messages as message_actions
@@ -344,7 +346,8 @@ def run(db):
     meter = common.install_meter()
     from bench import workload
     from chalicelib.storage.models import MessageRecord
-    clock = workload.Clock()
+    from local.clock import FakeClock
+    clock = FakeClock(running=True).install()
     body, posted_size, claimed_size = workload.sized_body()
     print("Engine: DynamoDB Local (in memory) at", db.endpoint)
     print(common.machine_load())

@@ -22,14 +22,12 @@ function run on others.
 """
 import argparse
 import functools
-import json
 import statistics
 import sys
 import threading
 import time
 import uuid
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import botocore.client
@@ -39,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from local import runner  # noqa: E402
 from local.triggers import start_triggers, stop_triggers  # noqa: E402
+from local.webhook_receiver import WebhookReceiver  # noqa: E402
 
 # Function -> the threads it runs on: its local trigger thread, its pool.
 THREADS = {"notify_subscribers": ("stream-notify_subscribers", "notify-stream"),
@@ -124,32 +123,13 @@ def meter_functions(app, meter):
         app.handler_map[name] = timed
 
 
-class Receiver:
-    """Webhook receiver: notes when each (message, subscriber) arrived."""
-
-    def __init__(self):
-        self.arrivals = {}
-        self.lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                payload = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with receiver.lock:
-                    receiver.arrivals[(payload["body"]["n"], self.path)] = time.time()
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def count(self, n):
-        with self.lock:
-            return sum(1 for message, _ in self.arrivals if message == n)
+def arrivals(receiver, n):
+    """When message n first reached each subscriber: {path: wall time}."""
+    first = {}
+    for request in receiver.requests():
+        if request["json"]["body"]["n"] == n:
+            first.setdefault(request["path"], request["wall"])
+    return first
 
 
 def start_service():
@@ -195,11 +175,9 @@ def run(api, meter, receiver, subscribers, messages):
         requests.post(f"{queue}/messages", headers=HEADERS, timeout=10,
                       json={"messages": [{"body": {"n": n}}]}).raise_for_status()
         deadline = time.monotonic() + 30
-        while receiver.count(n) < subscribers and time.monotonic() < deadline:
+        while len(arrivals(receiver, n)) < subscribers and time.monotonic() < deadline:
             time.sleep(0.005)
-        with receiver.lock:
-            latencies += [arrived - sent for (message, _), arrived in receiver.arrivals.items()
-                          if message == n]
+        latencies += [arrived - sent for arrived in arrivals(receiver, n).values()]
     time.sleep(1.5)  # let the stream function finish its last batch
     notifications = subscribers * messages
     work = meter.work["notify_subscribers"]
@@ -223,7 +201,7 @@ def main(argv=None):
     parser.add_argument("--subscribers", default="1,10,100")
     args = parser.parse_args(argv)
     api, meter, stop = start_service()
-    receiver = Receiver()
+    receiver = WebhookReceiver()
     try:
         results = [run(api, meter, receiver, int(count), args.messages)
                    for count in args.subscribers.split(",")]

@@ -10,6 +10,7 @@ import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from bench.common import item_size
 from chalicelib import clock
 from chalicelib.config import get_settings
 from chalicelib.storage import claims as claim_store
@@ -19,8 +20,6 @@ from chalicelib.storage import stats as stats_store
 from chalicelib.storage.messages import position_of
 from chalicelib.storage.models import MessageRecord, queue_key
 from chalicelib.validation import Context
-
-from bench.common import item_size
 
 PRODUCER = "3381af92-2b9e-11e3-b191-71861300734c"
 CONSUMER = "7f0c1e2a-6b1d-4c8e-9a55-2f4b6a3d9e10"
@@ -32,27 +31,6 @@ STREAM_BATCH = 500        # the stream handler's batch size (app.py)
 def context(project, client_id):
     return Context(project=project, client_id=client_id, roles=frozenset(),
                    settings=get_settings())
-
-
-# -- the clock ---------------------------------------------------------------
-
-class Clock:
-    """chalicelib.clock.now_ms, moved forward on demand (the app reads time
-    only through it)."""
-
-    def __init__(self):
-        self.offset_ms = 0
-        self._real = clock.now_ms
-        clock.now_ms = self.now_ms
-
-    def now_ms(self):
-        return int(time.time() * 1000) + self.offset_ms
-
-    def advance(self, seconds):
-        self.offset_ms += int(seconds * 1000)
-
-    def restore(self):
-        clock.now_ms = self._real
 
 
 # -- message size --------------------------------------------------------------

@@ -13,8 +13,8 @@ From code (runner, test fixtures, bench scripts):
 """
 import ctypes
 import http.client
-import signal
 import shutil
+import signal
 import socket
 import subprocess
 import sys

@@ -27,6 +27,7 @@ import moto  # noqa: E402
 import pytest  # noqa: E402
 from chalice.test import Client  # noqa: E402
 
+
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "packaging: builds the AWS package (~15 s); select with -m packaging")
@@ -42,6 +43,25 @@ def aws():
         from local.tables import create_tables
         create_tables()
         yield
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """The service's clock, standing still until the test moves it."""
+    from chalicelib import clock as service_clock
+    from local.clock import FakeClock
+    fake = FakeClock()
+    monkeypatch.setattr(service_clock, "now_ms", fake)
+    return fake
+
+
+@pytest.fixture
+def receiver():
+    """A webhook receiver on 127.0.0.1 (local/webhook_receiver.py)."""
+    from local.webhook_receiver import WebhookReceiver
+    server = WebhookReceiver()
+    yield server
+    server.close()
 
 
 @pytest.fixture

@@ -1,12 +1,24 @@
 """The claims API against the contract (docs: /work/shared/zaqar-v2-api.md,
-§3.4 and §6), through the Chalice test client on moto. The helpers and the
-frozen `clock` come from the messages tests."""
+§3.4 and §6), through the Chalice test client on moto, with time frozen by
+the `clock` fixture."""
 import pytest
 
 from conftest import PROJECT
-from test_messages_api import (  # noqa: F401 (clock is an autouse fixture)
-    CONSUMER, MESSAGES, NO_CLAIM_ERROR, call, claim, clock, delete_message, error,
-    get_message, listed_ids, post_messages, status_and_body)
+from support.api import (
+    CONSUMER,
+    MESSAGES,
+    NO_CLAIM_ERROR,
+    call,
+    claim,
+    delete_message,
+    error,
+    get_message,
+    listed_ids,
+    post_messages,
+    status_and_body,
+)
+
+pytestmark = pytest.mark.usefixtures("clock")
 
 CLAIMS = "/v2/queues/q/claims"
 CLAIM_TTL_ERROR = ("The TTL for a claim may not exceed 43200 seconds, "

@@ -19,8 +19,7 @@ import pytest
 
 from chalicelib import clock
 from chalicelib.actions import claims, messages
-from contract.support import (
-    context, model_classes, models_at, new_project, shared_dynamodb_local)
+from contract.support import context, model_classes, models_at, new_project, shared_dynamodb_local
 from local import dynamodb_local
 from local.tables import create_tables
 

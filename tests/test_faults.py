@@ -15,9 +15,8 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import EndpointConnectionError, ReadTimeoutError
 
-from chalicelib import clock
 from conftest import headers
-from contract.support import FakeClock, model_classes
+from contract.support import model_classes
 
 ENDPOINT = "https://dynamodb.us-east-1.amazonaws.com"
 ERRORS = {  # name: (HTTP status, DynamoDB error code)
@@ -101,13 +100,6 @@ def faults(client):
     for emitter in events:
         emitter.unregister("before-call.dynamodb", injector.before_call)
         emitter.unregister("after-call.dynamodb", injector.after_call)
-
-
-@pytest.fixture
-def fake_clock(monkeypatch):
-    fake = FakeClock(clock.now_ms())
-    monkeypatch.setattr(clock, "now_ms", fake)
-    return fake
 
 
 # -- REST calls ---------------------------------------------------------------
@@ -269,13 +261,13 @@ def test_batch_interrupted_for_good_leaves_nothing(client, faults):
 
 # -- claims under faults -----------------------------------------------------
 
-def test_lost_response_to_a_claim_write_loses_no_message(client, faults, fake_clock):
+def test_lost_response_to_a_claim_write_loses_no_message(client, faults, clock):
     post_messages(client, "q", ["a", "b", "c"])
     fault = faults.add("UpdateItem", error="timeout-after-write", times=1,
                        when=lambda request: request["Key"]["sk"]["S"].startswith("m#"))
     assert claim(client, "q", ttl=60).status_code == 201
     assert fault.injected == 1
-    fake_clock.advance(61)
+    clock.advance(61)
     answer = claim(client, "q", ttl=60)
     assert sorted(m["body"] for m in answer.json_body["messages"]) == ["a", "b", "c"]
 

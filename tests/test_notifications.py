@@ -8,9 +8,7 @@ and the retry worker's sleep moves it too, so schedules are checked exactly.
 """
 import dataclasses
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import boto3
 import pytest
@@ -18,75 +16,20 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
 
 import app as app_module
-from chalicelib import clock, config
-from chalicelib.errors import ServiceUnavailable
+from chalicelib import clock as service_clock
+from chalicelib import config
 from chalicelib import signed_urls as signing
+from chalicelib.errors import ServiceUnavailable
 from chalicelib.notify import retries
 from chalicelib.notify import stream as notifications
 from chalicelib.storage import subscriptions as store
 from chalicelib.storage.models import MessageRecord
 from conftest import PROJECT, headers
 from local.triggers import lambda_record
+from local.webhook_receiver import WebhookReceiver
 
 QUEUE = "/v2/queues/news"
 SENDER = "zaqar@example.com"
-
-
-class Receiver:
-    """A webhook receiver: answers each POST with the next status of
-    `answers` (the last one repeats), and records what it got and when."""
-
-    def __init__(self):
-        self.answers = [200]
-        self.slow_first = 0  # seconds the first answer waits before it starts
-        self.received = []
-        self.lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                with receiver.lock:
-                    receiver.received.append({
-                        "at": clock.now_ms(), "path": self.path, "headers": self.headers,
-                        "json": json.loads(body)})
-                    status = receiver.answers.pop(0) if len(receiver.answers) > 1 \
-                        else receiver.answers[0]
-                    delay, receiver.slow_first = receiver.slow_first, 0
-                threading.Event().wait(delay)
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def bodies(self):
-        with self.lock:
-            return [request["json"] for request in self.received]
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def receiver():
-    server = Receiver()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def now(monkeypatch):
-    """The frozen clock: now[0] is the time in ms; tests move it."""
-    moment = [clock.now_ms()]
-    monkeypatch.setattr(clock, "now_ms", lambda: moment[0])
-    return moment
 
 
 @pytest.fixture(autouse=True)
@@ -131,12 +74,12 @@ def notify(client):
     return run
 
 
-def run_retries(now):
+def run_retries(clock):
     """The retry worker, for as long as something is pending, sleeping on the
     frozen clock."""
     def sleep(seconds):
-        now[0] += int(seconds * 1000)
-    retries.run(now[0] + 3_600_000, config.get_settings(), sleep=sleep)
+        clock.advance(seconds)
+    retries.run(clock.now + 3_600_000, config.get_settings(), sleep=sleep)
 
 
 def subscribe(client, subscriber, queue=QUEUE, **fields):
@@ -205,10 +148,10 @@ def test_post_data_and_post_headers(client, notify, receiver):
         "ttl": 60, "body": "hi", "Message_Type": "Notification", "queue_name": "news"}}
 
 
-def test_expired_messages_are_not_sent(client, notify, receiver, now):
+def test_expired_messages_are_not_sent(client, notify, receiver, clock):
     subscribe(client, receiver.url)
     post(client, "late", ttl=60)
-    now[0] += 61_000
+    clock.advance(61)
     notify()
     assert receiver.received == []
 
@@ -239,51 +182,51 @@ POLICY = {"retries_with_no_delay": 0, "minimum_delay_retries": 2, "minimum_delay
 
 
 @pytest.mark.parametrize("where", ["subscription", "queue"])
-def test_later_retries_keep_the_policy_schedule(client, notify, receiver, now, where):
+def test_later_retries_keep_the_policy_schedule(client, notify, receiver, clock, where):
     if where == "queue":
         client.http.put(QUEUE, headers=headers(), body=json.dumps({"_retry_policy": POLICY}))
         subscribe(client, receiver.url)
     else:
         subscribe(client, receiver.url, options={"_retry_policy": POLICY})
     receiver.answers = [500, 500, 200]
-    posted = now[0]
+    posted = clock.now
     post(client, "patience")
     notify()
-    run_retries(now)
+    run_retries(clock)
     assert [request["at"] - posted for request in receiver.received] == [0, 2000, 4000]
-    run_retries(now)
+    run_retries(clock)
     assert len(receiver.received) == 3
 
 
-def test_the_subscription_policy_yields_to_a_queue_that_says_so(client, notify, receiver, now):
+def test_the_subscription_policy_yields_to_a_queue_that_says_so(client, notify, receiver, clock):
     client.http.put(QUEUE, headers=headers(), body=json.dumps({"_retry_policy": dict(
         POLICY, ignore_subscription_override=True)}))
     subscribe(client, receiver.url, options={"_retry_policy": {"retries_with_no_delay": 5}})
     receiver.answers = [500, 200]
-    posted = now[0]
+    posted = clock.now
     post(client, "queue rules")
     notify()
-    run_retries(now)
+    run_retries(clock)
     assert [request["at"] - posted for request in receiver.received] == [0, 2000]
 
 
-def test_a_delivery_out_of_retries_is_recorded(client, notify, receiver, now):
+def test_a_delivery_out_of_retries_is_recorded(client, notify, receiver, clock):
     # One retry at once, then the linear backoff from 1 s to 11 s: 1 s, 6 s.
     sid = subscribe(client, receiver.url, options={"_retry_policy": {
         "retries_with_no_delay": 1, "minimum_delay_retries": 0, "minimum_delay": 1,
         "maximum_delay": 11, "maximum_delay_retries": 0}})
     receiver.answers = [503]
-    posted = now[0]
+    posted = clock.now
     post(client, "doomed")
     notify()
-    run_retries(now)
+    run_retries(clock)
     assert [request["at"] - posted for request in receiver.received] == [0, 0, 1000, 7000]
     found = subscription(client, sid)
     assert found["failed_deliveries"] == 1
     assert found["last_error"] == {
-        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now[0] // 1000)),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(clock.now // 1000)),
         "description": "POST answered 503 Service Unavailable (4 attempts)"}
-    assert store.pending_until(now[0] + 3_600_000) == []
+    assert store.pending_until(clock.now + 3_600_000) == []
 
 
 def test_client_errors_are_not_retried(client, notify, receiver):
@@ -295,8 +238,8 @@ def test_client_errors_are_not_retried(client, notify, receiver):
     assert subscription(client, sid)["last_error"]["description"] == "POST answered 404 Not Found"
 
 
-def test_connection_errors_and_timeouts_are_retried(client, notify, receiver, now):
-    closed = Receiver()
+def test_connection_errors_and_timeouts_are_retried(client, notify, receiver, clock):
+    closed = WebhookReceiver()
     closed.close()  # nothing listens on its port any more
     refused = subscribe(client, f"{closed.url}/gone", options={"_retry_policy": {
         "retries_with_no_delay": 1, "minimum_delay_retries": 0, "maximum_delay_retries": 0,
@@ -305,17 +248,17 @@ def test_connection_errors_and_timeouts_are_retried(client, notify, receiver, no
     receiver.slow_first = 2  # longer than the 1 s timeout
     post(client, "eventually")
     notify()
-    run_retries(now)
+    run_retries(clock)
     assert [body["body"] for body in receiver.bodies()] == ["eventually"] * 2
     last_error = subscription(client, refused)["last_error"]["description"]
     assert last_error.startswith("POST failed: ConnectionRefusedError")
     assert last_error.endswith("(4 attempts)")
 
 
-def test_a_failing_subscriber_holds_up_no_one(client, notify, receiver, now, monkeypatch,
+def test_a_failing_subscriber_holds_up_no_one(client, notify, receiver, clock, monkeypatch,
                                               request):
     monkeypatch.setenv("MAX_NOTIFIER_WORKERS", "1")  # one delivery at a time, in order
-    down = Receiver()
+    down = WebhookReceiver()
     request.addfinalizer(down.close)
     down.answers = [503]
     subscribe(client, down.url, options={"_retry_policy": POLICY})
@@ -326,26 +269,26 @@ def test_a_failing_subscriber_holds_up_no_one(client, notify, receiver, now, mon
     assert [body["body"] for body in down.bodies()] == [1]
     assert [body["body"] for body in receiver.bodies()] == [1, 2, 3]
     down.answers = [200]
-    run_retries(now)
+    run_retries(clock)
     assert sorted(body["body"] for body in down.bodies()[1:]) == [1, 2, 3]
 
 
-def test_pending_deliveries_of_deleted_subscriptions_are_dropped(client, notify, receiver, now):
+def test_pending_deliveries_of_deleted_subscriptions_are_dropped(client, notify, receiver, clock):
     sid = subscribe(client, receiver.url, options={"_retry_policy": POLICY})
     receiver.answers = [500, 200]
     post(client, "unwanted")
     notify()
     client.http.delete(f"{QUEUE}/subscriptions/{sid}", headers=headers())
-    run_retries(now)
+    run_retries(clock)
     assert len(receiver.received) == 1
-    assert store.pending_until(now[0] + 3_600_000) == []
+    assert store.pending_until(clock.now + 3_600_000) == []
 
 
 def test_deliveries_the_call_has_no_time_for_go_to_the_retry_worker(client, receiver):
     subscribe(client, receiver.url)
     post(client, "later")
     records = Stream().new_records()
-    answer = notifications.handle(records, deadline_ms=clock.now_ms(),
+    answer = notifications.handle(records, deadline_ms=service_clock.now_ms(),
                                   settings=config.get_settings())
     assert (answer, receiver.received) == ({"batchItemFailures": []}, [])
     client.lambda_.invoke("retry_notifications", client.events.generate_cw_event(
@@ -468,11 +411,11 @@ def test_a_duplicate_post_sends_the_confirmation_again(client, receiver, confirm
         "SubscriptionConfirmation"] * 2
 
 
-def test_a_confirmation_that_fails_is_retried_later(client, receiver, now, confirming):
+def test_a_confirmation_that_fails_is_retried_later(client, receiver, clock, confirming):
     receiver.answers = [500, 200]
     subscribe(client, receiver.url)
     assert len(receiver.received) == 1  # the API call makes one attempt only
-    run_retries(now)
+    run_retries(clock)
     assert [body["Message_Type"] for body in receiver.bodies()] == [
         "SubscriptionConfirmation"] * 2
 

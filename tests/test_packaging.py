@@ -18,8 +18,13 @@ from pathlib import Path
 import pytest
 
 from chalicelib.storage.models import (
-    ALL_MODELS, TTL_ATTRIBUTE, ConnectionRecord, MessageRecord, QueueRecord,
-    SubscriptionRecord)
+    ALL_MODELS,
+    TTL_ATTRIBUTE,
+    ConnectionRecord,
+    MessageRecord,
+    QueueRecord,
+    SubscriptionRecord,
+)
 from local.stage import stage_environment
 
 pytestmark = pytest.mark.packaging

@@ -5,23 +5,12 @@ import json
 
 import pytest
 
-from chalicelib import clock, config, rest
+from chalicelib import config, rest
 from chalicelib.storage import subscriptions as store
 from conftest import PROJECT, headers
 
 QUEUE = "/v2/queues/news"
 WEBHOOK = "http://127.0.0.1:9/hook"  # loopback: the dev stage allows it
-
-
-@pytest.fixture
-def now(monkeypatch):
-    """Frozen time; returns a function that moves it forward by seconds."""
-    moment = [clock.now_ms()]
-    monkeypatch.setattr(clock, "now_ms", lambda: moment[0])
-
-    def advance(seconds):
-        moment[0] += seconds * 1000
-    return advance
 
 
 def subscribe(client, body, queue=QUEUE):
@@ -43,12 +32,12 @@ def confirm(client, sid, confirmed=True):
                            body=json.dumps({"confirmed": confirmed}))
 
 
-def test_create_then_get(client, now):
+def test_create_then_get(client, clock):
     answer = subscribe(client, {"subscriber": WEBHOOK, "ttl": 600, "options": {"k": "v"}})
     assert answer.status_code == 201
     assert answer.headers["Location"] == f"{QUEUE}/subscriptions"
     sid = answer.json_body["subscription_id"]
-    now(7)
+    clock.advance(7)
     found = get(client, sid)
     assert found.status_code == 200
     assert found.json_body == {
@@ -77,11 +66,11 @@ def test_unconfirmed_duplicate_gets_the_same_id_and_confirmed_one_conflicts(clie
     assert subscribe(client, {"subscriber": WEBHOOK}, "/v2/queues/other").status_code == 201
 
 
-def test_list_pages_in_creation_order(client, now):
+def test_list_pages_in_creation_order(client, clock):
     ids = []
     for n in range(3):
         ids.append(subscription_id(client, {"subscriber": f"{WEBHOOK}/{n}"}))
-        now(1)
+        clock.advance(1)
     first = client.http.get(f"{QUEUE}/subscriptions?limit=2", headers=headers()).json_body
     assert [s["id"] for s in first["subscriptions"]] == ids[:2]
     assert [s["subscriber"] for s in first["subscriptions"]] == [f"{WEBHOOK}/0", f"{WEBHOOK}/1"]
@@ -163,16 +152,16 @@ def test_loopback_is_refused_unless_allowed(client, monkeypatch):
     assert subscribe(client, {"subscriber": "https://example.com/hook"}).status_code == 201
 
 
-def test_update_replaces_options_and_restarts_the_ttl(client, now):
+def test_update_replaces_options_and_restarts_the_ttl(client, clock):
     sid = subscription_id(client, {"subscriber": WEBHOOK, "ttl": 100, "options": {"a": 1}})
-    now(50)
+    clock.advance(50)
     answer = client.http.patch(f"{QUEUE}/subscriptions/{sid}", headers=headers(),
                                body=json.dumps({"ttl": 100, "options": {"b": 2}}))
     assert answer.status_code == 204
     assert answer.headers["Location"] == f"{QUEUE}/subscriptions/{sid}"
     found = get(client, sid).json_body
     assert (found["options"], found["age"]) == ({"b": 2}, 0)
-    now(60)  # 110 s after creation: alive, since the ttl restarted at 50 s
+    clock.advance(60)  # 110 s after creation: alive, since the ttl restarted at 50 s
     assert get(client, sid).status_code == 200
 
 
@@ -251,10 +240,10 @@ def test_delete_frees_the_subscriber(client):
     assert subscription_id(client, {"subscriber": WEBHOOK}) != sid
 
 
-def test_expired_subscriptions_are_gone(client, now):
+def test_expired_subscriptions_are_gone(client, clock):
     sid = subscription_id(client, {"subscriber": WEBHOOK, "ttl": 60})
     confirm(client, sid)
-    now(61)
+    clock.advance(61)
     assert get(client, sid).status_code == 404
     listed = client.http.get(f"{QUEUE}/subscriptions", headers=headers()).json_body
     assert listed["subscriptions"] == []

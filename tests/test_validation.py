@@ -6,8 +6,16 @@ import pytest
 from chalicelib.config import Settings
 from chalicelib.errors import BadRequest, InvalidBody, InvalidParameter
 from chalicelib.validation import (
-    check_client_id, check_queue_name, make_context, param_bool, param_int,
-    param_list, param_text, parse_json, validate)
+    check_client_id,
+    check_queue_name,
+    make_context,
+    param_bool,
+    param_int,
+    param_list,
+    param_text,
+    parse_json,
+    validate,
+)
 
 DEFAULTS = Settings()
 

@@ -13,8 +13,8 @@ from pynamodb.exceptions import DoesNotExist
 
 import app as app_module
 from chalicelib import clock
-from chalicelib.storage.models import ConnectionRecord, MessageRecord
 from chalicelib.storage import connections
+from chalicelib.storage.models import ConnectionRecord, MessageRecord
 from chalicelib.websocket import push
 from chalicelib.websocket.dispatch import ACTIONS
 from chalicelib.websocket.frames import MAX_MESSAGE_BYTES

@@ -8,9 +8,7 @@ rely on.
 import moto
 import pytest
 
-from chalicelib import clock as service_clock
-from contract.support import (
-    FakeClock, context, models_at, new_project, shared_dynamodb_local)
+from contract.support import context, models_at, new_project, shared_dynamodb_local
 from local import dynamodb_local
 from local.tables import create_tables
 
@@ -33,13 +31,6 @@ def backend(request):
     endpoint = request.getfixturevalue("dynamodb_local_endpoint")
     with models_at(endpoint):
         yield request.param
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    fake = FakeClock(service_clock.now_ms())
-    monkeypatch.setattr(service_clock, "now_ms", fake)
-    return fake
 
 
 @pytest.fixture

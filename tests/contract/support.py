@@ -69,19 +69,6 @@ def context(project, client_id=CLIENT_ID):
                    settings=get_settings())
 
 
-class FakeClock:
-    """Stands in for chalicelib.clock.now_ms: time moves only when told."""
-
-    def __init__(self, start_ms):
-        self.now = start_ms
-
-    def __call__(self):
-        return self.now
-
-    def advance(self, seconds):
-        self.now += int(seconds * 1000)
-
-
 def post(ctx, queue, count, start=0, **fields):
     """Post `count` messages with bodies {"n": start, ...} through the action;
     returns their ids."""

@@ -3,7 +3,7 @@ history, and no job stops the sweep for the others."""
 from chalicelib.actions import queues
 from chalicelib.config import get_settings
 from chalicelib.storage import sweeper
-from chalicelib.storage.models import MessageRecord, SweepJob, SWEEP_JOBS_KEY, queue_key
+from chalicelib.storage.models import SWEEP_JOBS_KEY, MessageRecord, SweepJob, queue_key
 from contract.support import post
 
 

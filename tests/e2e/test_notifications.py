@@ -17,7 +17,6 @@ from zaqarclient.queues import client as zaqar
 from conftest import CLIENT_ID
 from e2e.conftest import ROOT, _stop, _wait_until_serving
 from local import dynamodb_local
-from test_notifications import receiver  # noqa: F401  (the same webhook receiver fixture)
 
 DELIVERY_LIMIT_S = 2.0
 

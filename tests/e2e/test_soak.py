@@ -31,7 +31,6 @@ so a check only fails when the bounds prove it; ambiguous cases are counted.
 The whole run takes about SOAK_SECONDS plus one to two minutes.
 """
 import collections
-import json
 import os
 import random
 import re
@@ -259,7 +258,8 @@ class Soak:
             for m, mid in zip(msgs, ids):
                 m.mid, m.certain = mid, True
         elif answer is not None and answer.status_code < 500:
-            self.record.problem("post refused", f"{queue}: {answer.status_code} {answer.text[:200]}")
+            self.record.problem("post refused",
+                                f"{queue}: {answer.status_code} {answer.text[:200]}")
             msgs = []                           # not posted: nothing to track
         with self.record.lock:
             for m in msgs:
@@ -288,7 +288,8 @@ class Soak:
                                   json={"ttl": CLAIM_TTL, "grace": CLAIM_GRACE})
         if answer is None or answer.status_code not in (201, 204):
             if answer is not None and answer.status_code < 500:
-                self.record.problem("claim refused", f"{queue}: {answer.status_code} {answer.text[:200]}")
+                self.record.problem("claim refused",
+                                    f"{queue}: {answer.status_code} {answer.text[:200]}")
             return None, []
         if answer.status_code == 204:
             return None, []
@@ -300,7 +301,8 @@ class Soak:
                 uid = uid_of(message)
                 m = self.record.messages.get(uid)
                 if m is None or m.queue != queue:
-                    self.record.problems["claim returned a message never posted to its queue"].append(
+                    self.record.problems[
+                        "claim returned a message never posted to its queue"].append(
                         f"claim {cid} on {queue}: id {message['id']} body uid {uid!r}"
                         + (f" (posted to {m.queue})" if m else ""))
                     continue
@@ -432,8 +434,9 @@ class Soak:
                     answer, _, _ = api.call(step, f"/v2/queues/{fresh}")
                     if answer is not None and answer.status_code < 500 \
                             and answer.status_code != want:
-                        self.record.problem("queue PUT/DELETE answered an unexpected status",
-                                            f"{step} {fresh}: {answer.status_code}, expected {want}")
+                        self.record.problem(
+                            "queue PUT/DELETE answered an unexpected status",
+                            f"{step} {fresh}: {answer.status_code}, expected {want}")
                 listed = api.list_all(fresh)
                 if listed:
                     self.record.problem("a queue created, deleted and created again is not empty",
@@ -517,7 +520,8 @@ class Soak:
             time.sleep(0.5)
         self.record.problem(
             "the sweep did not remove expired messages (stats stay above what can be alive)",
-            f"{label}: {queue} stats {shown and {k: shown[k] for k in ('total', 'free', 'claimed')}}"
+            f"{label}: {queue} stats "
+            f"{shown and {k: shown[k] for k in ('total', 'free', 'claimed')}}"
             f", at most {bound} can be alive, after {SWEEP_WAIT} s")
         return False
 
@@ -644,8 +648,10 @@ def check_deliveries(soak):
             mine = by_cid.get(cid)
             others = [c for c in claims if c.cid != cid and c.t_hi < lo and hi < c.end_lo()]
             if status == 204 and others and not any(d[2] < lo for d in done if d[0] != cid):
-                rec.problems["a stale claim id deleted a message held by another live claim"].append(
-                    f"{m.uid} ({m.queue} {m.mid}): deleted with {cid} while {others[0].cid} held it")
+                rec.problems[
+                    "a stale claim id deleted a message held by another live claim"].append(
+                    f"{m.uid} ({m.queue} {m.mid}): deleted with {cid} "
+                    f"while {others[0].cid} held it")
             if (status in (400, 403, 404) and mine is not None and hi < mine.end_lo()
                     and not any(d[2] < hi for d in done)):
                 rec.problems["a delete with the live claim's id was refused"].append(
@@ -841,7 +847,7 @@ def test_soak(local_runner):
     rec = soak.record
 
     by_status = collections.Counter()
-    for (method, route, status), count in rec.statuses.items():
+    for (_method, _route, status), count in rec.statuses.items():
         by_status[status] += count
     server_errors = sum(c for s, c in by_status.items() if s == "error" or s >= 500)
     unavailable = by_status.get(503, 0)
