@@ -20,11 +20,9 @@ units; on AWS the split fields are used when present.
 """
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -422,52 +420,6 @@ class StreamReader:
 
 
 # -- the local runner ------------------------------------------------------
-
-class Runner:
-    """`python -m local.runner` on free ports, in memory, as tests/e2e starts it."""
-
-    def __init__(self, startup_timeout=90):
-        self.port = dynamodb_local.free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_file = tempfile.TemporaryFile()
-        command = [sys.executable, "-m", "local.runner", "--host", "127.0.0.1",
-                   "--port", str(self.port), "--dynamodb-port", "0",
-                   "--ws-port", str(dynamodb_local.free_port()), "--in-memory"]
-        self.process = subprocess.Popen(command, cwd=ROOT, stdin=subprocess.DEVNULL,
-                                        stdout=self.log_file, stderr=subprocess.STDOUT,
-                                        env=dict(os.environ, PYTHONUNBUFFERED="1"))
-        self._wait(startup_timeout)
-
-    def _wait(self, timeout):
-        import requests
-        deadline = time.monotonic() + timeout
-        headers = {"Client-ID": "3381af92-2b9e-11e3-b191-71861300734c",
-                   "X-Project-ID": "bench"}
-        while time.monotonic() < deadline and self.process.poll() is None:
-            try:
-                if requests.get(f"{self.url}/v2/ping", headers=headers,
-                                timeout=2).status_code == 204:
-                    return
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.2)
-        log = self.log_text()
-        self.stop()
-        raise RuntimeError(f"the runner did not serve {self.url}/v2/ping:\n{log}")
-
-    def log_text(self):
-        self.log_file.seek(0)
-        return self.log_file.read().decode(errors="replace")
-
-    def stop(self):
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
 
 def cpu_seconds(pid):
     """CPU time (user + system) a process has used so far, from /proc."""

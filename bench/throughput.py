@@ -27,6 +27,7 @@ from collections import defaultdict
 import requests
 
 from bench import common
+from local.launch import Launched
 
 PRODUCERS = 4
 WORKERS = 8
@@ -125,7 +126,7 @@ def worker(base, results, deadline):
 
 def main():
     started = time.perf_counter()
-    runner = common.Runner()
+    runner = Launched(startup_timeout=90)
     try:
         base = runner.url
         print(f"Runner: {base} (python -m local.runner --in-memory, DynamoDB Local), "

@@ -85,13 +85,7 @@ class DynamoDBLocal:
         return self._log_file.read().decode(errors="replace")
 
     def stop(self, timeout=10):
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, timeout)
         self._log_file.close()
 
     def __enter__(self):
@@ -99,6 +93,17 @@ class DynamoDBLocal:
 
     def __exit__(self, *exc_info):
         self.stop()
+
+
+def stop_process(process, timeout):
+    """SIGTERM, then SIGKILL if it has not ended `timeout` seconds later."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def _answers(host, port):

@@ -2,11 +2,6 @@
 table's stream polled into the stream function, the retry worker on its
 schedule) delivering to a real HTTP receiver on 127.0.0.1, with
 python-zaqarclient, unchanged, as the producer and subscriber."""
-import contextlib
-import os
-import subprocess
-import sys
-import tempfile
 import time
 import uuid
 
@@ -15,38 +10,18 @@ import requests
 from zaqarclient.queues import client as zaqar
 
 from conftest import CLIENT_ID
-from e2e.conftest import ROOT, _stop, _wait_until_serving
-from local import dynamodb_local
+from e2e.conftest import launch
 
 DELIVERY_LIMIT_S = 2.0
-
-
-@contextlib.contextmanager
-def runner(environment, schedule_interval):
-    """The local runner, on free ports and in memory, with extra environment."""
-    port = dynamodb_local.free_port()
-    command = [sys.executable, "-m", "local.runner", "--host", "127.0.0.1",
-               "--port", str(port), "--dynamodb-port", "0",
-               "--ws-port", str(dynamodb_local.free_port()), "--in-memory",
-               "--schedule-interval", str(schedule_interval)]
-    with tempfile.TemporaryFile() as log_file:
-        process = subprocess.Popen(command, cwd=ROOT, stdin=subprocess.DEVNULL,
-                                   stdout=log_file, stderr=subprocess.STDOUT,
-                                   env=dict(os.environ, PYTHONUNBUFFERED="1", **environment))
-        try:
-            url = f"http://127.0.0.1:{port}"
-            _wait_until_serving(url, process, log_file)
-            yield url
-        finally:
-            _stop(process)
 
 
 @pytest.fixture(scope="module")
 def confirming_url():
     """A runner that requires confirmation, its retry worker firing twice a
     second (as it would keep running on Lambda while retries are due)."""
-    with runner({"REQUIRE_CONFIRMATION": "true"}, schedule_interval=0.5) as url:
-        yield url
+    with launch("--schedule-interval", "0.5",
+                environment={"REQUIRE_CONFIRMATION": "true"}) as runner:
+        yield runner.url
 
 
 @pytest.fixture

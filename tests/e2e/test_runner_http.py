@@ -2,17 +2,12 @@
 it gets an answer, JSON in Zaqar's error shape, and never a connection left
 hanging or out of step."""
 import json
-import os
 import socket
-import subprocess
-import sys
-import tempfile
 
 import pytest
 
 from conftest import CLIENT_ID
-from e2e.conftest import ROOT, _stop, _wait_until_serving
-from local import dynamodb_local
+from e2e.conftest import launch
 
 IDENTITY = f"Client-ID: {CLIENT_ID}\r\nX-Project-ID: raw-http\r\n".encode()
 READ_TIMEOUT = 0.5  # the runner's, in the module's own runner
@@ -56,19 +51,8 @@ def ping(*headers):
 @pytest.fixture(scope="module")
 def impatient_port():
     """A runner of its own, waiting READ_TIMEOUT seconds on a silent client."""
-    port = dynamodb_local.free_port()
-    command = [sys.executable, "-m", "local.runner", "--host", "127.0.0.1",
-               "--port", str(port), "--ws-port", str(dynamodb_local.free_port()),
-               "--dynamodb-port", "0", "--in-memory", "--read-timeout", str(READ_TIMEOUT)]
-    with tempfile.TemporaryFile() as log_file:
-        process = subprocess.Popen(command, cwd=ROOT, stdin=subprocess.DEVNULL,
-                                   stdout=log_file, stderr=subprocess.STDOUT,
-                                   env=dict(os.environ, PYTHONUNBUFFERED="1"))
-        try:
-            _wait_until_serving(f"http://127.0.0.1:{port}", process, log_file)
-            yield port
-        finally:
-            _stop(process)
+    with launch("--read-timeout", str(READ_TIMEOUT)) as runner:
+        yield runner.port
 
 
 @pytest.mark.parametrize("raw", [
