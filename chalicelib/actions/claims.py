@@ -1,8 +1,16 @@
 """Claim actions, shared by the REST and websocket transports."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from chalicelib.actions.messages import load_queue
 from chalicelib.errors import InvalidBody, NotFound
 from chalicelib.storage import claims as claim_store
 from chalicelib.validation import check_limit, check_queue_name, validate
+
+if TYPE_CHECKING:
+    from chalicelib.storage.messages import Message
+    from chalicelib.validation import Context
 
 
 def _not_found(ctx, queue_name, claim_id):
@@ -10,7 +18,8 @@ def _not_found(ctx, queue_name, claim_id):
                     f"for project {ctx.project}")
 
 
-def create(ctx, queue_name, document=None, limit=None):
+def create(ctx: Context, queue_name: str, document: object = None,
+           limit: int | None = None) -> tuple[str | None, list[Message]]:
     """Claim messages: (claim_id, [Message]); the list is empty if none was free."""
     check_queue_name(queue_name)
     settings = ctx.settings
@@ -28,7 +37,7 @@ def create(ctx, queue_name, document=None, limit=None):
         dead_letter=dead_letter_of(ctx, metadata))
 
 
-def dead_letter_of(ctx, metadata):
+def dead_letter_of(ctx: Context, metadata: dict) -> claim_store.DeadLetter | None:
     """The queue's dead-letter settings; they act only when both the queue and
     the claim count are set, as in Zaqar."""
     queue, max_claims = metadata.get("_dead_letter_queue"), metadata.get("_max_claim_count")
@@ -38,7 +47,7 @@ def dead_letter_of(ctx, metadata):
                                   metadata.get("_dead_letter_queue_messages_ttl") or None)
 
 
-def get(ctx, queue_name, claim_id):
+def get(ctx: Context, queue_name: str, claim_id: str) -> tuple[int, int, list[Message]]:
     """(age, ttl, [Message]) of a live claim."""
     check_queue_name(queue_name)
     found = claim_store.get(ctx.project, queue_name, claim_id)
@@ -47,7 +56,7 @@ def get(ctx, queue_name, claim_id):
     return found
 
 
-def update(ctx, queue_name, claim_id, document):
+def update(ctx: Context, queue_name: str, claim_id: str, document: object) -> None:
     check_queue_name(queue_name)
     if document is None:
         raise InvalidBody("Request body can not be empty")
@@ -60,6 +69,6 @@ def update(ctx, queue_name, claim_id, document):
         raise _not_found(ctx, queue_name, claim_id)
 
 
-def delete(ctx, queue_name, claim_id):
+def delete(ctx: Context, queue_name: str, claim_id: str) -> None:
     check_queue_name(queue_name)
     claim_store.release(ctx.project, queue_name, claim_id)

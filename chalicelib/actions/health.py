@@ -1,15 +1,21 @@
 """Ping and the admin health report."""
+from __future__ import annotations
+
 import dataclasses
 import time
 import uuid
+from typing import TYPE_CHECKING
 
 from chalicelib.actions import claims, messages, queues
 from chalicelib.errors import Forbidden, NotFound, ServiceUnavailable
 from chalicelib.storage import queues as queue_store
 from chalicelib.storage.errors import is_backend_failure
 
+if TYPE_CHECKING:
+    from chalicelib.validation import Context
 
-def storage_reachable():
+
+def storage_reachable() -> bool:
     try:
         queue_store.get_metadata("-", "ping")
     except ServiceUnavailable:
@@ -31,7 +37,7 @@ def _timed(operation):
     return {"succeeded": True, "seconds": time.monotonic() - started, "ref": None}
 
 
-def health(ctx):
+def health(ctx: Context) -> dict:
     """Storage reachability, and the outcome of real operations on a
     throw-away queue, as Zaqar's admin health reports them (for admins, in
     admin mode only): create a queue,

@@ -1,4 +1,10 @@
 """The JSON-home document, as both transports serve it."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from chalicelib.config import Settings
 
 
 def _resource(template, variables, allow, formats=True, accept_post=False):
@@ -76,7 +82,7 @@ ADMIN_RESOURCES = {
 }
 
 
-def home_document(settings):
+def home_document(settings: Settings) -> dict:
     """The document, with the admin relations in admin mode."""
     if not settings.admin_mode:
         return HOME

@@ -1,5 +1,8 @@
 """Message actions, shared by the REST and websocket transports."""
+from __future__ import annotations
+
 import json
+from typing import TYPE_CHECKING
 
 from chalicelib.errors import BadRequest, Forbidden, NotFound
 from chalicelib.storage import claims as claim_store
@@ -9,8 +12,14 @@ from chalicelib.storage import queues as queue_store
 from chalicelib.storage.errors import ClaimedByAnother, ClaimNotFound, MessageNotClaimed
 from chalicelib.validation import check_limit, check_queue_name, validate
 
+if TYPE_CHECKING:
+    from chalicelib.config import Settings
+    from chalicelib.storage.messages import Message
+    from chalicelib.validation import Context
 
-def load_queue(ctx, queue_name, create=False):
+
+def load_queue(ctx: Context, queue_name: str,
+               create: bool = False) -> tuple[dict | None, int | None]:
     """(metadata, floor) of the queue; with create, a missing queue is created
     first, as Zaqar does on a post. (None, None) if missing otherwise."""
     metadata, floor = queue_store.get_with_floor(ctx.project, queue_name)
@@ -20,7 +29,7 @@ def load_queue(ctx, queue_name, create=False):
     return metadata, floor
 
 
-def check_post_size(size, metadata, settings):
+def check_post_size(size: int, metadata: dict | None, settings: Settings) -> None:
     """Zaqar's size check, on the request's length: a queue's own limit is
     capped by the config's, and its error names both."""
     limit = settings.max_messages_post_size
@@ -35,7 +44,7 @@ def check_post_size(size, metadata, settings):
         raise BadRequest(f"Message collection size is too large. Max size {limit}")
 
 
-def without_delays(document):
+def without_delays(document: object) -> object:
     """The post without its messages' `delay` fields: on a queue without a
     default delay Zaqar drops them unchecked."""
     messages = document.get("messages") if isinstance(document, dict) else None
@@ -46,7 +55,8 @@ def without_delays(document):
         if isinstance(message, dict) else message for message in messages])
 
 
-def post(ctx, queue_name, document, size=None):
+def post(ctx: Context, queue_name: str, document: object,
+         size: int | None = None) -> list[str]:
     """Post a batch; returns the new ids in posting order.
 
     `size` is the request body's length in bytes (the serialized document if
@@ -76,8 +86,10 @@ def post(ctx, queue_name, document, size=None):
                               enable_checksum=settings.enable_checksum)
 
 
-def list_messages(ctx, queue_name, marker=None, limit=None, echo=False,
-                  include_claimed=False, include_delayed=False):
+def list_messages(ctx: Context, queue_name: str, marker: str | None = None,
+                  limit: int | None = None, echo: bool = False,
+                  include_claimed: bool = False, include_delayed: bool = False,
+                  ) -> tuple[list[Message], str | None, bool]:
     """A page of messages: ([Message], next marker or None, include_delayed as
     applied: it is forced on for queues without a default delay)."""
     check_queue_name(queue_name)
@@ -98,7 +110,7 @@ def list_messages(ctx, queue_name, marker=None, limit=None, echo=False,
     return found, marker, include_delayed or not delay_queue
 
 
-def get(ctx, queue_name, message_id):
+def get(ctx: Context, queue_name: str, message_id: str) -> Message:
     check_queue_name(queue_name)
     message = message_store.get(ctx.project, queue_name, message_id)
     if message is None:
@@ -107,7 +119,7 @@ def get(ctx, queue_name, message_id):
     return message
 
 
-def get_many(ctx, queue_name, message_ids):
+def get_many(ctx: Context, queue_name: str, message_ids: list[str]) -> list[Message]:
     check_queue_name(queue_name)
     check_limit(len(message_ids), ctx.settings.max_messages_per_page,
                 "may not be greater than")
@@ -119,7 +131,8 @@ def get_many(ctx, queue_name, message_ids):
     return found
 
 
-def delete(ctx, queue_name, message_id, claim_id=None):
+def delete(ctx: Context, queue_name: str, message_id: str,
+           claim_id: str | None = None) -> None:
     check_queue_name(queue_name)
     try:
         claim_store.delete_message(ctx.project, queue_name, message_id, claim_id)
@@ -134,7 +147,8 @@ def delete(ctx, queue_name, message_id, claim_id=None):
                         "a valid claim ID.", title="Unable to delete")
 
 
-def delete_many(ctx, queue_name, message_ids, claim_ids=None):
+def delete_many(ctx: Context, queue_name: str, message_ids: list[str],
+                claim_ids: list[str] | None = None) -> None:
     check_queue_name(queue_name)
     maximum = ctx.settings.max_messages_per_page
     if not 0 < len(message_ids) <= maximum:
@@ -146,7 +160,9 @@ def delete_many(ctx, queue_name, message_ids, claim_ids=None):
     message_store.delete_many(ctx.project, queue_name, message_ids)
 
 
-def delete_or_pop(ctx, queue_name, ids=None, pop=None, claim_ids=None):
+def delete_or_pop(ctx: Context, queue_name: str, ids: list[str] | None = None,
+                  pop: int | None = None,
+                  claim_ids: list[str] | None = None) -> list[Message] | None:
     """A bulk delete names either ids or how many to pop, never both: the
     popped messages, or None after deleting by ids."""
     if ids is not None and pop is not None:
@@ -161,7 +177,7 @@ def delete_or_pop(ctx, queue_name, ids=None, pop=None, claim_ids=None):
     return None
 
 
-def pop_messages(ctx, queue_name, count):
+def pop_messages(ctx: Context, queue_name: str, count: int) -> list[Message]:
     """Remove and return up to `count` free messages, oldest first."""
     check_queue_name(queue_name)
     maximum = ctx.settings.max_messages_per_claim_or_pop

@@ -1,5 +1,8 @@
 """Queue actions, shared by the REST and websocket transports."""
+from __future__ import annotations
+
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 from chalicelib import clock, signed_urls
 from chalicelib.errors import BadRequest, Conflict, InvalidBody, NotFound
@@ -8,6 +11,10 @@ from chalicelib.storage import queues as queue_store
 from chalicelib.storage import stats as stats_store
 from chalicelib.storage import subscriptions as subscription_store
 from chalicelib.validation import QUEUE_NAME_MAX, check_limit, check_queue_name, validate
+
+if TYPE_CHECKING:
+    from chalicelib.config import Settings
+    from chalicelib.validation import Context
 
 RESERVED_DEFAULTS = (
     ("_max_messages_post_size", lambda s: s.max_messages_post_size),
@@ -27,7 +34,7 @@ RETRY_MAXIMUM_DELAY = 30
 RETRY_MINIMUM_SPAN = 10
 
 
-def with_defaults(metadata, settings):
+def with_defaults(metadata: dict | None, settings: Settings) -> dict:
     """Metadata as a queue GET shows it: reserved keys filled in when unset or
     falsy, as Zaqar does."""
     shown = dict(metadata or {})
@@ -51,7 +58,8 @@ def _check_retry_delays(policy, error):
         raise error("invalid minimum_delay and maximum_delay.")
 
 
-def check_metadata(metadata, settings, error=BadRequest):
+def check_metadata(metadata: dict, settings: Settings,
+                   error: type[BadRequest] = BadRequest) -> None:
     """Check the reserved keys of a queue's metadata (a dict)."""
     reserved = _set_values({key: value for key, value in metadata.items()
                             if key.startswith("_")})
@@ -62,13 +70,13 @@ def check_metadata(metadata, settings, error=BadRequest):
         _check_retry_delays(reserved["_retry_policy"], error)
 
 
-def check_metadata_size(size, settings):
+def check_metadata_size(size: int | None, settings: Settings) -> None:
     if size is not None and size > settings.max_queue_metadata:
         raise BadRequest(
             f"Queue metadata is too large. Max size: {settings.max_queue_metadata}")
 
 
-def create(ctx, name, metadata=None):
+def create(ctx: Context, name: str, metadata: object = None) -> bool:
     """Create the queue; True if created, False if it existed (unchanged)."""
     check_queue_name(name)
     metadata = {} if metadata is None else metadata
@@ -78,13 +86,13 @@ def create(ctx, name, metadata=None):
     return queue_store.create(ctx.project, name, metadata)
 
 
-def get(ctx, name):
+def get(ctx: Context, name: str) -> dict:
     """The stored metadata ({} for a missing queue, as Zaqar answers)."""
     check_queue_name(name)
     return queue_store.get_metadata(ctx.project, name) or {}
 
 
-def delete(ctx, name):
+def delete(ctx: Context, name: str) -> None:
     check_queue_name(name)
     message_store.delete_queue_contents(ctx.project, name)
     queue_store.delete(ctx.project, name)
@@ -109,8 +117,10 @@ def _metadata_matcher(filters):
     return matches
 
 
-def list_queues(ctx, marker=None, limit=None, detailed=False, name=None,
-                with_count=False, metadata_filters=None):
+def list_queues(ctx: Context, marker: str | None = None, limit: int | None = None,
+                detailed: bool = False, name: str | None = None,
+                with_count: bool = False, metadata_filters: dict[str, str] | None = None,
+                ) -> tuple[list[dict], int | None]:
     """A page of the project's queues: ([{"name", "metadata"?}], count|None)."""
     limit = 10 if limit is None else limit
     check_limit(limit, ctx.settings.max_queues_per_page)
@@ -164,7 +174,7 @@ def _apply_patch(operations):
     return change
 
 
-def patch(ctx, name, operations):
+def patch(ctx: Context, name: str, operations: object) -> dict:
     """Apply a JSON-Patch to the metadata; returns it with defaults filled in.
 
     `operations` is the parsed body, None when the body was empty. As in
@@ -188,7 +198,7 @@ def patch(ctx, name, operations):
     return with_defaults(metadata, ctx.settings)
 
 
-def stats(ctx, name):
+def stats(ctx: Context, name: str) -> tuple[dict, bool]:
     """({"claimed", "delayed", "free", "total", "oldest"?, "newest"?}, whether
     the queue exists). See storage.stats for how exact the counts are; a
     missing queue has zero counts."""
@@ -208,7 +218,7 @@ def stats(ctx, name):
     return shown, True
 
 
-def purge(ctx, name, document=None):
+def purge(ctx: Context, name: str, document: object = None) -> None:
     """Remove the queue's messages and/or subscriptions (both by default)."""
     check_queue_name(name)
     document = document or {}
@@ -225,7 +235,7 @@ SHARE_KEYS = {"paths", "methods", "expires"}
 SHARE_LIFETIME_MS = 24 * 3600 * 1000
 
 
-def share(ctx, name, document):
+def share(ctx: Context, name: str, document: object) -> dict:
     """A pre-signed URL for the queue's messages, claims or subscriptions:
     {"project", "paths", "methods", "expires", "signature"}."""
     check_queue_name(name)

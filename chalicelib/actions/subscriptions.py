@@ -1,5 +1,8 @@
 """Subscription actions, shared by the REST and websocket transports."""
+from __future__ import annotations
+
 import datetime
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from chalicelib.actions import queues
@@ -9,6 +12,9 @@ from chalicelib.notify import delivery, targets
 from chalicelib.storage import subscriptions as store
 from chalicelib.storage.errors import SubscriberTaken
 from chalicelib.validation import check_limit, check_queue_name, validate
+
+if TYPE_CHECKING:
+    from chalicelib.validation import Context
 
 # Zaqar's `subscriber_types`; the trust+ ones are refused with a reason.
 SUBSCRIBER_TYPES = ["http", "https", "mailto", "trust+http", "trust+https"]
@@ -29,7 +35,7 @@ def _time(epoch_ms):
     return moment.isoformat().replace("+00:00", "Z")
 
 
-def view(subscription, now):
+def view(subscription: store.Subscription, now: int) -> dict:
     """A subscription as both transports show it: Zaqar's fields, plus how
     delivery went: deliveries that failed for good (refused, or out of
     retries) and the last such failure."""
@@ -76,7 +82,7 @@ def _check_fields(document, settings):
     return {name: document[name] for name in FIELDS if name in document}
 
 
-def create(ctx, queue_name, document):
+def create(ctx: Context, queue_name: str, document: object) -> tuple[str, bool]:
     """Subscribe; returns (subscription id, created). A subscriber that
     already has an unconfirmed subscription on the queue gets its id again
     (and the confirmation request again); a confirmed one is a conflict.
@@ -96,7 +102,8 @@ def create(ctx, queue_name, document):
     return subscription.id, created
 
 
-def list_subscriptions(ctx, queue_name, marker=None, limit=None):
+def list_subscriptions(ctx: Context, queue_name: str, marker: str | None = None,
+                       limit: int | None = None) -> list[store.Subscription]:
     """A page of the queue's live subscriptions, in creation order."""
     check_queue_name(queue_name)
     limit = 10 if limit is None else limit
@@ -104,7 +111,7 @@ def list_subscriptions(ctx, queue_name, marker=None, limit=None):
     return store.list_page(ctx.project, queue_name, marker=marker, limit=limit)
 
 
-def get(ctx, queue_name, subscription_id):
+def get(ctx: Context, queue_name: str, subscription_id: str) -> store.Subscription:
     check_queue_name(queue_name)
     subscription = store.get(ctx.project, queue_name, subscription_id)
     if subscription is None:
@@ -112,7 +119,7 @@ def get(ctx, queue_name, subscription_id):
     return subscription
 
 
-def update(ctx, queue_name, subscription_id, document):
+def update(ctx: Context, queue_name: str, subscription_id: str, document: object) -> None:
     """Change the subscriber, ttl or options (which replace the old ones). A
     new subscriber must confirm again when confirmation is required."""
     check_queue_name(queue_name)
@@ -129,12 +136,12 @@ def update(ctx, queue_name, subscription_id, document):
         delivery.send_confirmation(subscription, ctx.project, ctx.settings)
 
 
-def delete(ctx, queue_name, subscription_id):
+def delete(ctx: Context, queue_name: str, subscription_id: str) -> None:
     check_queue_name(queue_name)
     store.delete(ctx.project, queue_name, subscription_id)
 
 
-def confirm(ctx, queue_name, subscription_id, document):
+def confirm(ctx: Context, queue_name: str, subscription_id: str, document: object) -> None:
     """Confirm, or unconfirm, the subscription; unconfirming sends the
     subscriber a notice, as Zaqar does."""
     check_queue_name(queue_name)

@@ -32,8 +32,11 @@ they start again at it. A claimer moves the cursor over the range it read if
 the cursor has reached that range, so windows taken in turn carry it along.
 A lone claimer takes no window: always the oldest.
 """
+from __future__ import annotations
+
 import random
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pynamodb.exceptions import DeleteError, DoesNotExist, TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
@@ -66,6 +69,11 @@ from chalicelib.storage.models import (
 )
 from chalicelib.storage.retry import condition_failed, retrying
 
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+
+    from chalicelib.storage.messages import Message
+
 # Every post lands within this long of reserving its positions: it aborts
 # itself after 10 s (messages.POST_ABORT_MS) and Lambda stops it at 30 s.
 POST_WINDOW_MS = 30_000
@@ -79,24 +87,24 @@ CLAIM_ROUNDS = 3
 CONTENTION_MS = 10_000
 
 
-def new_claim_id(expires):
+def new_claim_id(expires: int) -> str:
     """Claim ids start with their original expiry, so claim records sort by it."""
     return f"{expires:012x}{random.getrandbits(32):08x}"
 
 
-def is_claim_id(text):
+def is_claim_id(text: object) -> bool:
     return hex_number(text, 20) is not None
 
 
-def claim_key(claim_id):
+def claim_key(claim_id: str) -> str:
     return CLAIM_PREFIX + claim_id
 
 
-def due_of(key):
+def due_of(key: str) -> int:
     return int(key[len(CLAIM_PREFIX):len(CLAIM_PREFIX) + 12], 16)
 
 
-def load_claim(pq, claim_id):
+def load_claim(pq: str, claim_id: str) -> ClaimRecord | None:
     if not is_claim_id(claim_id):
         return None
     try:
@@ -105,7 +113,8 @@ def load_claim(pq, claim_id):
         return None
 
 
-def live_claim(project, queue, claim_id, now=None):
+def live_claim(project: str, queue: str, claim_id: str,
+               now: int | None = None) -> ClaimRecord | None:
     """The claim record, if the claim has not ended and belongs to the queue
     now under this name (a deleted queue's claims end with it)."""
     record = load_claim(queue_key(project, queue), claim_id)
@@ -118,7 +127,7 @@ def live_claim(project, queue, claim_id, now=None):
     return record
 
 
-def is_live(project, queue, claim_id):
+def is_live(project: str, queue: str, claim_id: str) -> bool:
     return live_claim(project, queue, claim_id) is not None
 
 
@@ -151,7 +160,8 @@ def _hold(record, claim_id, expires, grace_s, ttl_s):
     return actions
 
 
-def due_timers(pq, checked, now, limit=MOST_TIMERS_PER_CLAIM):
+def due_timers(pq: str, checked: str, now: int,
+               limit: int = MOST_TIMERS_PER_CLAIM) -> list[ClaimRecord]:
     """Timers after `checked` that are due by `now`, in due order."""
     upper = f"{CLAIM_PREFIX}{now:012x}ffffffff"
     if checked >= upper:
@@ -162,7 +172,7 @@ def due_timers(pq, checked, now, limit=MOST_TIMERS_PER_CLAIM):
     return [timer for timer in timers if timer.sk != checked][:limit]
 
 
-def hold_ends(pq, timer):
+def hold_ends(pq: str, timer: ClaimRecord) -> int:
     """When the hold a due timer stands for ends: a renewed claim ends later
     (and a later timer covers it), so that timer has nothing to release."""
     if timer.is_delay:
@@ -171,7 +181,9 @@ def hold_ends(pq, timer):
     return 0 if claim is None else claim.expires
 
 
-def released_by_timers(pq, timers, now, floor, unfinished=frozenset()):
+def released_by_timers(pq: str, timers: Iterable[ClaimRecord], now: int, floor: int,
+                       unfinished: frozenset[str] = frozenset(),
+                       ) -> Iterator[tuple[ClaimRecord, list[MessageRecord]]]:
     """For each due timer: the free messages it covers, oldest first."""
     for timer in timers:
         records = []
@@ -187,7 +199,7 @@ class DeadLetter:
     project: str
     queue: str
     max_claims: int
-    ttl: int = None  # the moved message's new ttl (s); None keeps its ttl
+    ttl: int | None = None  # the moved message's new ttl (s); None keeps its ttl
 
 
 def _free_condition(now):
@@ -197,7 +209,7 @@ def _free_condition(now):
             & (MessageRecord.expires > now))
 
 
-def move_to_dead_letter(record, dead_letter, now):
+def move_to_dead_letter(record: MessageRecord, dead_letter: DeadLetter, now: int) -> bool:
     """Move a free message into the dead-letter queue in one transaction, so it
     is never in both queues nor in neither. False if it was not free any more.
 
@@ -241,8 +253,8 @@ class Claimer:
     hints past what it dealt with.
     """
 
-    def __init__(self, pq, floor, ttl, grace, limit, now, dead_letter=None,
-                 counted=True):
+    def __init__(self, pq: str, floor: int, ttl: int, grace: int, limit: int, now: int,
+                 dead_letter: DeadLetter | None = None, counted: bool = True) -> None:
         self.pq, self.floor, self.limit, self.now = pq, floor, limit, now
         self.ttl, self.grace = ttl, grace
         self.expires = now + ttl * 1000
@@ -260,15 +272,15 @@ class Claimer:
         # pass: the move holds only while they are still uncommitted.
         self.abandoned = set()
 
-    def saw(self, state):
+    def saw(self, state: QueueState) -> None:
         """Note the posts the queue's state lists as unfinished."""
         self.writing, self.unfinished = unfinished_batches(state, self.now)
 
     @property
-    def full(self):
+    def full(self) -> bool:
         return len(self.taken) >= self.limit
 
-    def take(self, record):
+    def take(self, record: MessageRecord) -> bool:
         """Try to hold one free message; False if another claimer had it. A
         message claimed too often goes to the dead-letter queue instead."""
         self.tried.add(position_of(record.message_id))
@@ -299,7 +311,7 @@ class Claimer:
         self.taken.append(record)
         return True
 
-    def take_some(self, found):
+    def take_some(self, found: Iterable[MessageRecord]) -> None:
         """Take candidates oldest first until full. Claimers that lose a race
         are reading the same candidates in the same order as the winner: the
         loser jumps to a random one of the rest, so they spread out instead of
@@ -315,7 +327,10 @@ class Claimer:
                     jump = random.randrange(len(order))
                     order = order[jump:] + order[:jump]
 
-    def candidates(self, checked, start, window=False):
+    def candidates(self, checked: str, start: int, window: bool = False,
+                   ) -> tuple[list[MessageRecord],
+                          list[tuple[ClaimRecord, list[MessageRecord]]],
+                          list[MessageRecord]]:
         """Free messages to try, oldest first: those of due timers, then from
         `start` on (the cursor), or, given a `window` of positions handed to
         this claimer alone, from its start to its end: the next is another's.
@@ -335,7 +350,7 @@ class Claimer:
             read = self._read_free(start, wanted - len(found), found, named, end)
         return found, timers, read
 
-    def round(self, checked, start, window=False):
+    def round(self, checked: str, start: int, window: bool = False) -> tuple[bool, str]:
         """Take candidates (see `candidates`) and note the range read from
         `start`. Returns (whether any was free, timers handled up to)."""
         found, timers, read = self.candidates(checked, start, window)
@@ -361,7 +376,7 @@ class Claimer:
                 break
         return read
 
-    def record(self, records):
+    def record(self, records: Iterable[MessageRecord]) -> None:
         """Write (or extend) the claim record to cover these messages before
         any of them is taken: it is their timer."""
         positions = [position_of(record.message_id) for record in records]
@@ -375,7 +390,8 @@ class Claimer:
             retrying(ClaimRecord(self.pq, claim_key(self.claim_id)).update, actions=[
                 ClaimRecord.positions.set(ClaimRecord.positions.append(positions))])
 
-    def checked_after(self, timers, checked):
+    def checked_after(self, timers: Iterable[tuple[ClaimRecord, list[MessageRecord]]],
+                      checked: str) -> str:
         """Past every due timer whose free messages this claim has all tried."""
         for timer, records in timers:
             if any(position_of(r.message_id) not in self.tried for r in records):
@@ -383,7 +399,7 @@ class Claimer:
             checked = timer.sk
         return checked
 
-    def cursor_after(self, read, start):
+    def cursor_after(self, read: Iterable[MessageRecord], start: int) -> int:
         """Past the records read from `start` that are not free (held,
         expired, gone, from a post that never committed) or were tried; not
         past a free one left untried, nor a post that may still be writing."""
@@ -448,7 +464,7 @@ def _set_hints(pq, state, floor, checked, cursor=None, seen_from=None, contended
             raise  # a lost race leaves the hints to the next claimer
 
 
-def settle_timers(pq, floor):
+def settle_timers(pq: str, floor: int) -> None:
     """Bring the free messages of due timers back above the cursor.
 
     Claimers take such messages straight from the timers; where none comes by,
@@ -465,7 +481,8 @@ def settle_timers(pq, floor):
     _set_hints(pq, state, floor, checked, cursor=cursor)
 
 
-def create(project, queue, floor, ttl, grace, limit, dead_letter=None):
+def create(project: str, queue: str, floor: int, ttl: int, grace: int, limit: int,
+           dead_letter: DeadLetter | None = None) -> tuple[str, list[Message]]:
     """Claim up to `limit` free messages, oldest first.
 
     Returns (claim_id, [Message]); the list is empty when nothing was free.
@@ -474,7 +491,7 @@ def create(project, queue, floor, ttl, grace, limit, dead_letter=None):
                           clock.now_ms(), dead_letter))
 
 
-def pop(project, queue, floor, limit):
+def pop(project: str, queue: str, floor: int, limit: int) -> list[Message]:
     """Remove up to `limit` free messages, oldest first, and return them.
 
     They are held, like a claim that does not count, and then deleted. The
@@ -575,7 +592,7 @@ def _claim(claimer):
     return claimer.claim_id, [to_message(record, claimer.now) for record in taken]
 
 
-def held_records(pq, claim, now):
+def held_records(pq: str, claim: ClaimRecord, now: int) -> list[MessageRecord]:
     """The live messages a claim record still holds."""
     claim_id = claim.sk[len(CLAIM_PREFIX):]
     return [record for record in _records_at(pq, claim.positions)
@@ -583,7 +600,8 @@ def held_records(pq, claim, now):
             and record.expires > now]
 
 
-def get(project, queue, claim_id):
+def get(project: str, queue: str,
+        claim_id: str) -> tuple[int, int, list[Message]] | None:
     """(age s, ttl s, [Message]) of a live claim, or None."""
     now = clock.now_ms()
     claim = live_claim(project, queue, claim_id, now)
@@ -602,7 +620,7 @@ def _write_timer(pq, due, claim_id, positions):
     return timer
 
 
-def renew(project, queue, claim_id, ttl, grace):
+def renew(project: str, queue: str, claim_id: str, ttl: int, grace: int) -> bool:
     """Restart a live claim with a new ttl; False if it is not live.
 
     The timer for the new expiry is written first, so a crash half-way never
@@ -631,7 +649,7 @@ def renew(project, queue, claim_id, ttl, grace):
     return True
 
 
-def release(project, queue, claim_id):
+def release(project: str, queue: str, claim_id: str) -> None:
     """End a claim now; its messages can be claimed again at once.
 
     The messages are freed before the timer that announces them is written:
@@ -667,7 +685,8 @@ def release(project, queue, claim_id):
             raise
 
 
-def delete_message(project, queue, message_id, claim_id=None):
+def delete_message(project: str, queue: str, message_id: str,
+                   claim_id: str | None = None) -> None:
     """Delete one message, honouring its claim.
 
     Without claim_id the message must not be held by a live claim; with one,

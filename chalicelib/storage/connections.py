@@ -5,6 +5,8 @@ refuses frames for any other project on that connection. It also lists the
 subscriptions it made, which go when it goes: on disconnect, or when a push
 finds it gone (API Gateway sends no $disconnect for some lost connections).
 """
+from __future__ import annotations
+
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from chalicelib import clock
@@ -25,12 +27,12 @@ def _expiry(now_ms):
     return now_ms // 1000 + LIFETIME_S
 
 
-def opened(connection_id):
+def opened(connection_id: str) -> None:
     now = clock.now_ms()
     retrying(Connection(connection_id, created=now, expires_at=_expiry(now)).save)
 
 
-def bind(connection_id, project):
+def bind(connection_id: str, project: str) -> bool:
     """True if the connection may act for `project`: it is the project its
     first frame named (and now is, if this is the first)."""
     if _bound.get(connection_id) == project:
@@ -53,7 +55,8 @@ def bind(connection_id, project):
     return True
 
 
-def remember_subscription(connection_id, queue_name, subscription_id):
+def remember_subscription(connection_id: str, queue_name: str,
+                          subscription_id: str) -> None:
     retrying(Connection(connection_id).update, actions=[
         Connection.subscriptions.add({f"{queue_name}/{subscription_id}"}),
         # Should it have been forgotten meanwhile, TTL still reclaims it.
@@ -61,7 +64,7 @@ def remember_subscription(connection_id, queue_name, subscription_id):
     ])
 
 
-def forget(connection_id):
+def forget(connection_id: str) -> None:
     """Remove the connection, and the subscriptions it made."""
     _bound.pop(connection_id, None)
     try:

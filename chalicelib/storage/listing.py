@@ -5,16 +5,25 @@ claims.py): the free messages of due timers, then from the cursor on, so held
 messages are not read. Views that include held messages read the queue in
 order from the marker.
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from chalicelib import clock
 from chalicelib.storage import claims
 from chalicelib.storage.messages import position_of, scan, to_message
 from chalicelib.storage.models import CLAIM_PREFIX, queue_key
 
+if TYPE_CHECKING:
+    from chalicelib.storage.messages import Message
+
 MOST_READ_PER_PAGE = 1000
 
 
-def list_messages(project, queue, floor, marker=None, limit=10, skip_client=None,
-                  include_claimed=False, include_delayed=False):
+def list_messages(project: str, queue: str, floor: int, marker: str | None = None,
+                  limit: int = 10, skip_client: str | None = None,
+                  include_claimed: bool = False, include_delayed: bool = False,
+                  ) -> tuple[list[Message], str | None]:
     """A page: ([Message], next marker or None).
 
     `marker` is the id of the last message of the previous page; messages

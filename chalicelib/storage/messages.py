@@ -8,11 +8,14 @@ a random base per queue, so an id of one queue names nothing in another.
 Reads filter out expired messages themselves: DynamoDB's TTL deletes lazily.
 How claims find free messages without reading held ones is in claims.py.
 """
+from __future__ import annotations
+
 import hashlib
 import json
 import random
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
@@ -41,6 +44,9 @@ from chalicelib.storage.retry import (
     retrying,
 )
 
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+
 # A post that has not finished writing this long after reserving its
 # positions gives up (and removes what it wrote): claimers rely on every post
 # landing within POST_WINDOW_MS (see claims.py), well inside Lambda's timeout.
@@ -52,11 +58,11 @@ BATCH_WRITE_MAX = 25
 RANDOM_BASE_BITS = 52
 
 
-def position_key(position):
+def position_key(position: int) -> str:
     return f"{MESSAGE_PREFIX}{position:016x}"
 
 
-def hex_number(text, digits):
+def hex_number(text: object, digits: int) -> int | None:
     """The number `text` writes in exactly `digits` hex digits, else None."""
     if not isinstance(text, str) or len(text) != digits:
         return None
@@ -66,16 +72,16 @@ def hex_number(text, digits):
         return None
 
 
-def position_of(message_id):
+def position_of(message_id: object) -> int | None:
     """The position a message id names, or None for a malformed id."""
     return hex_number(message_id, 16)
 
 
-def message_id_of(position):
+def message_id_of(position: int) -> str:
     return f"{position:016x}"
 
 
-def checksum(body_text):
+def checksum(body_text: str) -> str:
     return "MD5:" + hashlib.md5(body_text.encode()).hexdigest()
 
 
@@ -86,14 +92,14 @@ class Message:
     body: object
     ttl: int
     age: int
-    claim_id: str = None
+    claim_id: str | None = None
     claim_count: int = 0
-    checksum: str = None
-    client_id: str = None
-    created: int = None  # epoch ms
+    checksum: str | None = None
+    client_id: str | None = None
+    created: int | None = None  # epoch ms
 
     @property
-    def position(self):
+    def position(self) -> int | None:
         return position_of(self.id)
 
 
@@ -108,7 +114,7 @@ class Posted:
     delay: int  # seconds it was posted held for; 0 if none
 
 
-def posted_in(stream_record):
+def posted_in(stream_record: dict) -> Posted | None:
     """The message a stream record shows posted, or None for any other
     change (a message moved to a dead-letter queue keeps its claim count,
     and is no post)."""
@@ -128,7 +134,8 @@ def posted_in(stream_record):
                   expires=int(record.expires), delay=delay)
 
 
-def is_free(record, now, floor=0, unfinished=frozenset()):
+def is_free(record: MessageRecord, now: int, floor: int = 0,
+            unfinished: frozenset[str] = frozenset()) -> bool:
     """Neither held (by a claim or a delay) nor expired, in this incarnation,
     and not part of a post that has not committed."""
     return (record.expires > now and (record.claim_expires is None
@@ -137,7 +144,7 @@ def is_free(record, now, floor=0, unfinished=frozenset()):
             and record.batch_token not in unfinished)
 
 
-def to_message(record, now):
+def to_message(record: MessageRecord, now: int) -> Message:
     held = record.claim_id if (record.claim_expires or 0) > now else None
     return Message(id=record.message_id, body=json.loads(record.body),
                    ttl=int(record.ttl), age=max(0, (now - record.created) // 1000),
@@ -148,7 +155,7 @@ def to_message(record, now):
 
 # -- queue incarnation ------------------------------------------------------
 
-def queue_floor(project, queue):
+def queue_floor(project: str, queue: str) -> int | None:
     """The floor of the queue's current incarnation, or None if it does not
     exist."""
     metadata, floor = queue_store.get_with_floor(project, queue)
@@ -157,7 +164,8 @@ def queue_floor(project, queue):
 
 # -- post -------------------------------------------------------------------
 
-def reserve_positions(pq, count, batch_token=None, deadline=None):
+def reserve_positions(pq: str, count: int, batch_token: str | None = None,
+                      deadline: int | None = None) -> int:
     """Reserve `count` consecutive positions; returns the first.
 
     With a batch token, the same write lists the batch as pending until
@@ -183,14 +191,15 @@ def reserve_positions(pq, count, batch_token=None, deadline=None):
     return int(state.counter) - count + 1
 
 
-def load_state(pq):
+def load_state(pq: str) -> QueueState:
     try:
         return retrying(QueueState.get, pq, STATE_KEY, consistent_read=True)
     except DoesNotExist:
         return QueueState(pq, STATE_KEY)
 
 
-def unfinished_batches(state, now):
+def unfinished_batches(state: QueueState,
+                       now: int) -> tuple[frozenset[str], frozenset[str]]:
     """(tokens of posts still writing, tokens of all unfinished posts). A post
     past its deadline never committed: its messages stay hidden for good."""
     pending = state.pending.as_dict() if state.pending is not None else {}
@@ -198,7 +207,7 @@ def unfinished_batches(state, now):
     return frozenset(writing), frozenset(pending)
 
 
-def commit_batch(pq, batch_token, first=None):
+def commit_batch(pq: str, batch_token: str, first: int | None = None) -> bool:
     """Drop the batch from the pending ones: its messages show from now on.
 
     Given the batch's `first` position, only while the claim cursor is not
@@ -221,7 +230,7 @@ def commit_batch(pq, batch_token, first=None):
     return True
 
 
-def forget_abandoned_batches(pq, now, older_than_ms):
+def forget_abandoned_batches(pq: str, now: int, older_than_ms: int) -> None:
     """Drop pending entries of posts that died long enough ago that none of
     their messages can still be alive (the state item is read on every claim)."""
     state = load_state(pq)
@@ -231,7 +240,8 @@ def forget_abandoned_batches(pq, now, older_than_ms):
             commit_batch(pq, token)
 
 
-def batch_write(items=(), deletes=()):
+def batch_write(items: Iterable[MessageRecord | ClaimRecord] = (),
+                deletes: Iterable[MessageRecord | ClaimRecord] = ()) -> None:
     """Put and delete items with BatchWriteItem calls of at most 25.
 
     Items DynamoDB leaves unprocessed (throttling) are sent again with backoff;
@@ -259,7 +269,8 @@ def batch_write(items=(), deletes=()):
             raise ServiceUnavailable()
 
 
-def post(project, queue, messages, client_id, enable_checksum=False):
+def post(project: str, queue: str, messages: list[dict], client_id: str,
+         enable_checksum: bool = False) -> list[str]:
     """Store a batch of messages, all or nothing; returns their ids in order.
 
     `messages` are dicts with body, ttl (s) and delay (s). Delayed messages are
@@ -304,14 +315,14 @@ def post(project, queue, messages, client_id, enable_checksum=False):
     return [record.message_id for record in records]
 
 
-def write_within(records, deadline):
+def write_within(records: list[MessageRecord | ClaimRecord], deadline: int) -> None:
     for start in range(0, len(records), BATCH_WRITE_MAX):
         if clock.now_ms() > deadline:
             raise ServiceUnavailable(TOO_LATE)
         batch_write(items=records[start:start + BATCH_WRITE_MAX])
 
 
-def delay_timer(pq, due, positions):
+def delay_timer(pq: str, due: int, positions: list[int]) -> ClaimRecord:
     return ClaimRecord(pq, f"{CLAIM_PREFIX}{due:012x}{random.getrandbits(32):08x}",
                        positions=positions, is_delay=True,
                        expires_at=due // 1000 + TIMER_KEEP_S)
@@ -324,7 +335,8 @@ TIMER_KEEP_S = 86_400
 
 # -- reading ----------------------------------------------------------------
 
-def get_records(pq, positions, consistent=True):
+def get_records(pq: str, positions: Iterable[int],
+                consistent: bool = True) -> dict[int, MessageRecord]:
     """The message records at these positions that exist, by position."""
     keys = [(pq, position_key(position)) for position in positions]
     found = retrying(lambda: list(MessageRecord.batch_get(
@@ -332,7 +344,8 @@ def get_records(pq, positions, consistent=True):
     return {position_of(record.message_id): record for record in found}
 
 
-def scan(pq, start, consistent=False, page_size=50, end=2 ** 64 - 1):
+def scan(pq: str, start: int, consistent: bool = False, page_size: int = 50,
+         end: int = 2 ** 64 - 1) -> Iterator[MessageRecord]:
     """Message records from position `start` on (to `end`), in order (lazy).
 
     A page that fails transiently is asked for again from the position after
@@ -356,13 +369,13 @@ def scan(pq, start, consistent=False, page_size=50, end=2 ** 64 - 1):
             time.sleep(backoff(failures))
 
 
-def get(project, queue, message_id):
+def get(project: str, queue: str, message_id: str) -> Message | None:
     """One live message, or None."""
     found = get_many(project, queue, [message_id])
     return found[0] if found else None
 
 
-def get_many(project, queue, message_ids):
+def get_many(project: str, queue: str, message_ids: Iterable[str]) -> list[Message]:
     """The live messages among these ids, in the order asked."""
     floor = queue_floor(project, queue)
     positions = [position_of(message_id) for message_id in message_ids]
@@ -382,18 +395,18 @@ def get_many(project, queue, message_ids):
 
 # -- deleting ---------------------------------------------------------------
 
-def delete_many(project, queue, message_ids):
+def delete_many(project: str, queue: str, message_ids: Iterable[str]) -> None:
     """Delete these messages whatever holds them; unknown ids are skipped."""
     positions = {position_of(message_id) for message_id in message_ids} - {None}
     delete_positions(queue_key(project, queue), positions)
 
 
-def delete_positions(pq, positions):
+def delete_positions(pq: str, positions: Iterable[int]) -> None:
     batch_write(deletes=[MessageRecord(pq, position_key(position))
                                    for position in positions])
 
 
-def delete_queue_contents(project, queue):
+def delete_queue_contents(project: str, queue: str) -> None:
     """Hand what a deleted queue leaves to the sweeper, without waiting on it.
 
     The leftovers are already invisible: a queue created again under the name
@@ -406,7 +419,7 @@ def delete_queue_contents(project, queue):
     retrying(MessageRecord(pq, STATS_KEY).delete)
 
 
-def purge(project, queue):
+def purge(project: str, queue: str) -> None:
     """Remove all the queue's messages at once, whatever the depth: the floor
     moves above them and the sweeper deletes them. As SQS's PurgeQueue does
     (and unlike Zaqar's purge, which pops and so spares claimed messages),

@@ -1,11 +1,17 @@
 """Queues: one item per queue in the queues table, keyed (project, name)."""
+from __future__ import annotations
+
 import json
+from typing import TYPE_CHECKING
 
 from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 
 from chalicelib import clock
 from chalicelib.storage.models import STATE_KEY, QueueRecord, QueueState, queue_key
 from chalicelib.storage.retry import condition_failed, retrying
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 def _next_floor(project, name):
@@ -19,7 +25,7 @@ def _next_floor(project, name):
     return int(state.counter or 0) + 1
 
 
-def create(project, name, metadata):
+def create(project: str, name: str, metadata: dict | None) -> bool:
     """Create the queue; False (and nothing changed) if it already exists."""
     record = QueueRecord(project, name, metadata=json.dumps(metadata or {}),
                          created=clock.now_ms(), floor=_next_floor(project, name))
@@ -32,12 +38,12 @@ def create(project, name, metadata):
     return True
 
 
-def get_metadata(project, name):
+def get_metadata(project: str, name: str) -> dict | None:
     """The stored metadata, or None for a missing queue."""
     return get_with_floor(project, name)[0]
 
 
-def get_with_floor(project, name):
+def get_with_floor(project: str, name: str) -> tuple[dict, int] | tuple[None, None]:
     """(metadata, floor) of the queue, or (None, None) if it does not exist."""
     try:
         record = retrying(QueueRecord.get, project, name)
@@ -46,7 +52,8 @@ def get_with_floor(project, name):
     return json.loads(record.metadata), int(record.floor or 0)
 
 
-def update_metadata(project, name, change):
+def update_metadata(project: str, name: str,
+                    change: Callable[[dict], dict]) -> dict | None:
     """Apply `change(metadata) -> new metadata` to an existing queue.
 
     Optimistic concurrency: the write is conditional on the metadata read, and
@@ -70,11 +77,13 @@ def update_metadata(project, name, change):
         return updated
 
 
-def delete(project, name):
+def delete(project: str, name: str) -> None:
     retrying(QueueRecord(project, name).delete)
 
 
-def list_page(project, marker=None, limit=10, name_filter=None, match=None):
+def list_page(project: str, marker: str | None = None, limit: int = 10,
+              name_filter: str | None = None, match: Callable[[dict], bool] | None = None,
+              ) -> list[tuple[str, dict]]:
     """Up to `limit` queues after `marker`, by name: [(name, metadata)].
 
     `name_filter` keeps names containing it, `match(metadata)` keeps the
@@ -100,11 +109,11 @@ def list_page(project, marker=None, limit=10, name_filter=None, match=None):
     return retrying(read_page)
 
 
-def count(project):
+def count(project: str) -> int:
     return retrying(QueueRecord.count, project)
 
 
-def raise_floor(project, name):
+def raise_floor(project: str, name: str) -> bool:
     """Move the queue's floor above every position handed out so far: all its
     current messages drop out of sight at once. False if the queue is missing."""
     floor = _next_floor(project, name)

@@ -11,14 +11,20 @@ stream (a second or so), a hold is counted until the end of the minute it
 ends in, and expired messages count as free until the sweeper or TTL removes
 them (Zaqar's MongoDB driver does the same).
 """
+from __future__ import annotations
+
 import logging
 from collections import defaultdict
+from typing import TYPE_CHECKING
 
 from chalicelib import clock
 from chalicelib.storage import queues as queue_store
 from chalicelib.storage.messages import position_key, scan, to_message
 from chalicelib.storage.models import MESSAGE_PREFIX, STATS_KEY, MessageRecord, queue_key
 from chalicelib.storage.retry import condition_failed, retrying
+
+if TYPE_CHECKING:
+    from chalicelib.storage.messages import Message
 
 MINUTE_MS = 60_000
 log = logging.getLogger("zaqar.stats")
@@ -123,7 +129,7 @@ def _apply_queue(pq, records, floor, now_minute):
              ExpressionAttributeNames=names, ExpressionAttributeValues=values)
 
 
-def apply_stream_records(records):
+def apply_stream_records(records: list[dict]) -> list[str]:
     """Fold a batch of stream records into each queue's counters.
 
     Returns the sequence numbers of the first record of each queue whose
@@ -169,7 +175,8 @@ def _edge_message(pq, floor, now, newest):
     return None
 
 
-def queue_stats(project, queue, floor):
+def queue_stats(project: str, queue: str,
+                floor: int) -> tuple[dict[str, int], Message | None, Message | None]:
     """({"claimed", "delayed", "free", "total"}, the oldest Message, the
     newest Message); either message is None when there is none."""
     pq = queue_key(project, queue)

@@ -17,6 +17,8 @@ the retry worker finds what is due with one Query per partition.
 
 Reads skip what has expired: DynamoDB's TTL deletes lazily.
 """
+from __future__ import annotations
+
 import hashlib
 import json
 import random
@@ -70,14 +72,14 @@ class PendingDelivery(Model):
 @dataclass(frozen=True)
 class Pending:
     """A delivery waiting for its next attempt, as notify sees it."""
-    key: tuple  # where it is stored
+    key: tuple[str, str]  # where it is stored
     due: int  # epoch ms
     queue: str  # the queue's partition key
     subscription_id: str
     payload: dict
     policy: dict  # the retry policy that applies
     attempts: int  # made so far
-    last_error: str = None
+    last_error: str | None = None
 
 
 def _to_pending(item):
@@ -98,13 +100,13 @@ class Subscription:
     options: dict
     confirmed: bool
     failures: int = 0
-    last_error: dict = None
+    last_error: dict | None = None
 
     @property
-    def source(self):
+    def source(self) -> str:
         return self.queue.rsplit("/", 1)[1]
 
-    def age(self, now):
+    def age(self, now: int) -> int:
         """Seconds since it was created or its ttl was last set."""
         return max(0, (now - (self.expires - self.ttl * 1000)) // 1000)
 
@@ -112,14 +114,14 @@ class Subscription:
 ID_LENGTH = 36  # str(uuid.UUID(...))
 
 
-def new_subscription_id(now):
+def new_subscription_id(now: int) -> str:
     """A version-7 UUID: 48 bits of milliseconds, then random bits."""
     value = ((now << 80) | (0x7 << 76) | (random.getrandbits(12) << 64)
              | (0b10 << 62) | random.getrandbits(62))
     return str(uuid.UUID(int=value))
 
 
-def subscriber_key(subscriber):
+def subscriber_key(subscriber: str) -> str:
     return SUBSCRIBER_PREFIX + hashlib.sha256(subscriber.encode()).hexdigest()[:32]
 
 
@@ -176,19 +178,20 @@ def _record(pq, subscription_id):
         return None
 
 
-def get(project, queue, subscription_id):
+def get(project: str, queue: str, subscription_id: str) -> Subscription | None:
     """The live subscription, or None."""
     return get_by_key(queue_key(project, queue), subscription_id)
 
 
-def get_by_key(pq, subscription_id):
+def get_by_key(pq: str, subscription_id: str) -> Subscription | None:
     record = _record(pq, subscription_id)
     if record is None or record.expires <= clock.now_ms():
         return None
     return _to_subscription(record)
 
 
-def list_page(project, queue, marker=None, limit=10):
+def list_page(project: str, queue: str, marker: str | None = None,
+              limit: int = 10) -> list[Subscription]:
     """Up to `limit` live subscriptions after the id `marker`, in id order."""
     pq = queue_key(project, queue)
     # Ids have ID_LENGTH characters, so a longer marker sorts among them where
@@ -210,7 +213,7 @@ def list_page(project, queue, marker=None, limit=10):
     return retrying(read_page)
 
 
-def list_live(pq):
+def list_live(pq: str) -> list[Subscription]:
     """Every live subscription of the queue (for delivery)."""
     def read_all():
         now = clock.now_ms()
@@ -232,7 +235,8 @@ def _holder(pq, subscriber):
     return get_by_key(pq, key.subscription_id)
 
 
-def create(project, queue, subscriber, ttl, options):
+def create(project: str, queue: str, subscriber: str, ttl: int,
+           options: dict) -> tuple[Subscription, bool]:
     """(subscription, True) when created; (the existing one, False) when the
     subscriber already has a live subscription on the queue. New
     subscriptions are unconfirmed."""
@@ -262,7 +266,8 @@ def create(project, queue, subscriber, ttl, options):
     raise ServiceUnavailable("Subscriptions of this queue are changing too fast.")
 
 
-def update(project, queue, subscription_id, subscriber=None, ttl=None, options=None):
+def update(project: str, queue: str, subscription_id: str, subscriber: str | None = None,
+           ttl: int | None = None, options: dict | None = None) -> Subscription | None:
     """Change a live subscription; returns it changed, or None if there is
     none. A new ttl restarts the expiry from now. A new subscriber makes the
     subscription unconfirmed (the new one has confirmed nothing), and raises
@@ -317,7 +322,8 @@ def update(project, queue, subscription_id, subscriber=None, ttl=None, options=N
     raise ServiceUnavailable("This subscription is changing too fast.")
 
 
-def confirm(project, queue, subscription_id, confirmed):
+def confirm(project: str, queue: str, subscription_id: str,
+            confirmed: bool) -> Subscription | None:
     """Set whether the live subscription is confirmed; returns it, or None if
     there is none."""
     if not _is_id(subscription_id):
@@ -334,7 +340,7 @@ def confirm(project, queue, subscription_id, confirmed):
     return _to_subscription(record)
 
 
-def delete(project, queue, subscription_id):
+def delete(project: str, queue: str, subscription_id: str) -> None:
     """Delete the subscription, and its subscriber's hold if it still has it.
     A missing subscription is not an error."""
     pq = queue_key(project, queue)
@@ -350,7 +356,7 @@ def delete(project, queue, subscription_id):
         retrying(SubscriptionRecord(pq, record.sk).delete)
 
 
-def purge(project, queue):
+def purge(project: str, queue: str) -> None:
     """Delete every subscription of the queue (a purge of "subscriptions")."""
     pq = queue_key(project, queue)
 
@@ -362,7 +368,7 @@ def purge(project, queue):
     retrying(delete_all)
 
 
-def record_failure(pq, subscription_id, description):
+def record_failure(pq: str, subscription_id: str, description: str) -> None:
     """Count a delivery that failed for good, and keep it as the last error."""
     record = SubscriptionRecord(pq, SUBSCRIPTION_PREFIX + subscription_id)
     error = json.dumps({"time": clock.now_ms(), "description": description})
@@ -377,11 +383,12 @@ def record_failure(pq, subscription_id, description):
 
 # -- pending deliveries -----------------------------------------------------
 
-def retry_partition(number):
+def retry_partition(number: int) -> str:
     return f"~retry/{number}/"
 
 
-def save_pending(queue, subscription_id, payload, policy, attempts, last_error, due):
+def save_pending(queue: str, subscription_id: str, payload: dict, policy: dict,
+                 attempts: int, last_error: str | None, due: int) -> None:
     item = PendingDelivery(
         retry_partition(random.randrange(RETRY_PARTITIONS)),
         f"{due:012x}#{random.getrandbits(32):08x}", queue=queue,
@@ -391,7 +398,7 @@ def save_pending(queue, subscription_id, payload, policy, attempts, last_error, 
     retrying(item.save)
 
 
-def pending_until(moment, limit=100):
+def pending_until(moment: int, limit: int = 100) -> list[Pending]:
     """Pending deliveries due by `moment` (epoch ms) that no worker holds,
     earliest first, up to `limit` per partition."""
     def read():
@@ -405,7 +412,7 @@ def pending_until(moment, limit=100):
     return retrying(read)
 
 
-def take_pending(pending, lease_ms):
+def take_pending(pending: Pending, lease_ms: int) -> bool:
     """Hold the delivery for `lease_ms`; False if another worker holds it. A
     worker that dies holding it leaves it to the next one after the lease."""
     now = clock.now_ms()
@@ -421,5 +428,5 @@ def take_pending(pending, lease_ms):
     return True
 
 
-def drop_pending(pending):
+def drop_pending(pending: Pending) -> None:
     retrying(PendingDelivery(*pending.key).delete)

@@ -18,8 +18,11 @@ run never times out however much has expired and the next one picks up there:
 A job or queue whose sweep fails is logged, counted and skipped: one bad item
 must never stop the sweep for everyone else.
 """
+from __future__ import annotations
+
 import json
 import logging
+from typing import TYPE_CHECKING
 
 from pynamodb.exceptions import DoesNotExist
 
@@ -47,6 +50,9 @@ from chalicelib.storage.models import (
 )
 from chalicelib.storage.retry import retrying
 
+if TYPE_CHECKING:
+    from chalicelib.config import Settings
+
 log = logging.getLogger("zaqar.sweeper")
 PAGE = 100
 HEAD_PAGE = 10
@@ -56,13 +62,13 @@ class Budget:
     """Stops a run at its deadline, leaving the rest to the next run; counts
     what the run deleted and which of its jobs and queues failed."""
 
-    def __init__(self, deadline_ms):
+    def __init__(self, deadline_ms: int) -> None:
         self.deadline = deadline_ms
         self.deleted = 0
         self.failed = 0
 
     @property
-    def spent(self):
+    def spent(self) -> bool:
         # Every run deletes at least one batch, so even a short one progresses.
         return self.deleted > 0 and clock.now_ms() >= self.deadline
 
@@ -90,7 +96,7 @@ def _sweep(items, is_garbage, budget, stop_at_live=False):
     return True
 
 
-def sweep_deleted_queue(job, budget):
+def sweep_deleted_queue(job: SweepJob, budget: Budget) -> bool:
     """Remove what a deleted queue left; True once all of it is gone."""
     project, _, name = job.sk.rpartition("/")
     metadata, floor = queue_store.get_with_floor(project, name)
@@ -109,7 +115,7 @@ def sweep_deleted_queue(job, budget):
     return _sweep(holds, lambda item: all(p < below for p in item.positions), budget)
 
 
-def sweep_queue_head(project, name, floor, budget):
+def sweep_queue_head(project: str, name: str, floor: int, budget: Budget) -> None:
     """Delete the expired messages at the head of a live queue."""
     now = clock.now_ms()
     # Small pages: most runs only learn that the head is alive.
@@ -128,7 +134,7 @@ def _attempt(budget, what, step, *args):
         return None
 
 
-def longest_life_ms(settings):
+def longest_life_ms(settings: Settings) -> int:
     """No message outlives this: the longest ttl, stretched by the longest claim."""
     return (settings.max_message_ttl + settings.max_claim_ttl
             + settings.max_claim_grace) * 1000
@@ -147,7 +153,7 @@ def _finish_job(job, budget):
         retrying(job.delete)
 
 
-def run(deadline_ms, settings):
+def run(deadline_ms: int, settings: Settings) -> Budget:
     """One sweep run, with the stage's settings; returns its Budget (what it
     deleted, what failed)."""
     budget = Budget(deadline_ms)
