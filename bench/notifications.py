@@ -22,7 +22,6 @@ function run on others.
 """
 import argparse
 import functools
-import statistics
 import sys
 import threading
 import time
@@ -35,6 +34,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import common  # noqa: E402
 from local import runner  # noqa: E402
 from local.triggers import start_triggers, stop_triggers  # noqa: E402
 from local.webhook_receiver import WebhookReceiver  # noqa: E402
@@ -157,11 +157,6 @@ def start_service():
     return f"http://{host}:{port}", meter, stop
 
 
-def percentile(values, fraction):
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
-
-
 def run(api, meter, receiver, subscribers, messages):
     queue = f"{api}/v2/queues/bench-{subscribers}"
     for i in range(subscribers):
@@ -184,8 +179,8 @@ def run(api, meter, receiver, subscribers, messages):
     return {
         "subscribers": subscribers, "notifications": notifications,
         "delivered": len(latencies),
-        "p50_ms": 1000 * statistics.median(latencies),
-        "p95_ms": 1000 * percentile(latencies, 0.95),
+        "p50_ms": 1000 * common.median(latencies),
+        "p95_ms": 1000 * common.percentile(latencies, 95),
         "dynamodb_calls": sum(work.calls.values()) / notifications,
         "calls": dict(work.calls),
         "rru": work.read_units / notifications, "wru": work.write_units / notifications,

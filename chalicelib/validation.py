@@ -19,6 +19,7 @@ from pathlib import Path
 
 import jsonschema
 
+from chalicelib.config import Settings
 from chalicelib.errors import BadRequest, InvalidBody, InvalidParameter
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
@@ -37,7 +38,7 @@ class Context:
     project: str
     client_id: str
     roles: frozenset
-    settings: object
+    settings: Settings
 
 
 # -- JSON documents ---------------------------------------------------------
