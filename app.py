@@ -87,7 +87,8 @@ push.use(app.websocket_api, _aws_session)
 
 @app.on_ws_connect()
 def websocket_connect(event):
-    protocol.on_connect(event, _settings())
+    _settings()
+    protocol.on_connect(event)
 
 
 @app.on_ws_message()
@@ -97,4 +98,5 @@ def websocket_message(event):
 
 @app.on_ws_disconnect()
 def websocket_disconnect(event):
-    protocol.on_disconnect(event, _settings())
+    _settings()
+    protocol.on_disconnect(event)

@@ -16,8 +16,8 @@ from chalice import Response
 
 from chalicelib import clock, signed_urls
 from chalicelib.config import get_settings
-from chalicelib.errors import BadRequest, NotAcceptable, NotFound, ServiceUnavailable, ZaqarError
-from chalicelib.storage.errors import is_backend_failure
+from chalicelib.errors import BadRequest, NotAcceptable, NotFound, ZaqarError
+from chalicelib.storage.errors import unexpected
 from chalicelib.storage.models import configure as configure_storage
 from chalicelib.validation import check_queue_name, make_context, parse_json, request_project
 
@@ -128,20 +128,11 @@ def handle(view, app_getter, anonymous):
         except ZaqarError as error:
             response = error_response(error)
         except Exception as error:
-            response = error_response(unexpected(error, f"{request.method} {request.path}"))
+            failure = unexpected(error)
+            log.exception("%s on %s %s", failure.title, request.method, request.path)
+            response = error_response(failure)
         return with_request_id(response)
     return wrapper
-
-
-def unexpected(error, what):
-    """The Zaqar error for an exception no action turned into one, logged: a
-    storage backend that failed is a 503, anything else a 500 (no trace is
-    shown to the client). Both transports answer with it."""
-    if is_backend_failure(error):
-        log.exception("storage failure on %s", what)
-        return ServiceUnavailable()
-    log.exception("unexpected failure on %s", what)
-    return ZaqarError()
 
 
 def with_request_id(response):

@@ -1,11 +1,13 @@
 """What storage refuses, as types the actions turn into Zaqar's answers.
 
 No pynamodb or botocore type is part of the contract: a backend that fails
-shows as errors.ServiceUnavailable (storage.retry), or is told apart with
-`is_backend_failure`.
+shows as errors.ServiceUnavailable (storage.retry), or is turned into one by
+`unexpected`.
 """
 from botocore.exceptions import BotoCoreError, ClientError
 from pynamodb.exceptions import PynamoDBException
+
+from chalicelib.errors import ServiceUnavailable, ZaqarError
 
 # What a failing backend raises: through pynamodb, or from a low-level client.
 BACKEND_FAILURES = (PynamoDBException, BotoCoreError, ClientError)
@@ -14,6 +16,13 @@ BACKEND_FAILURES = (PynamoDBException, BotoCoreError, ClientError)
 def is_backend_failure(error):
     """Whether `error` came from the storage backend (answered 503)."""
     return isinstance(error, BACKEND_FAILURES)
+
+
+def unexpected(error):
+    """The Zaqar error both transports answer for an exception no action
+    turned into one: 503 for a backend that failed, else 500 (the client is
+    shown no trace)."""
+    return ServiceUnavailable() if is_backend_failure(error) else ZaqarError()
 
 
 class StorageError(Exception):

@@ -8,9 +8,9 @@ and the connection stays usable.
 """
 import logging
 
-from chalicelib.errors import BadRequest, ServiceUnavailable, ZaqarError
+from chalicelib.errors import BadRequest, ZaqarError
 from chalicelib.storage import connections
-from chalicelib.storage.errors import is_backend_failure
+from chalicelib.storage.errors import unexpected
 from chalicelib.validation import make_context, validate
 from chalicelib.websocket import frames, push
 from chalicelib.websocket.dispatch import ACTIONS, Call
@@ -22,11 +22,11 @@ TEXT_HEADERS = ("client-id", "x-project-id", "x-tenant-id", "x-tenant", "x-roles
                 "x-auth-token")
 
 
-def on_connect(event, settings):
+def on_connect(event):
     connections.opened(event.connection_id)
 
 
-def on_disconnect(event, settings):
+def on_disconnect(event):
     connections.forget(event.connection_id)
 
 
@@ -72,9 +72,8 @@ def answer(event, data, binary, settings):
         status, body = action(call)
     except ZaqarError as error:
         return request, error.status, _error_body(error)
-    except Exception as error:  # a backend failure is a 503, anything else a 500
-        backend = is_backend_failure(error)
-        log.exception("%s failure on %s", "storage" if backend else "unexpected", name)
-        failure = ServiceUnavailable() if backend else ZaqarError()
+    except Exception as error:
+        failure = unexpected(error)
+        log.exception("%s on %s", failure.title, name)
         return request, failure.status, _error_body(failure)
     return request, status, body
