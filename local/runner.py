@@ -22,7 +22,6 @@ from pathlib import Path
 import boto3
 from chalice.cli.factory import CLIFactory
 from chalice.local import ChaliceRequestHandler, create_local_server
-from pynamodb.models import Model
 
 from local import dynamodb_local, websocket_server
 from local.stage import PROJECT_DIR, stage_environment
@@ -124,10 +123,8 @@ def build_storage_clients():
     """Build every model's botocore client now, in one thread. pynamodb builds
     them on first use without a lock, so the first concurrent requests would
     each build their own (tens of CPU-ms apiece) and all but one go to waste."""
-    models = list(Model.__subclasses__())
-    while models:
-        model = models.pop()
-        models.extend(model.__subclasses__())
+    from chalicelib.storage.models import service_models
+    for model in service_models():
         model._get_connection().connection.client  # noqa: B018 (builds it)
 
 

@@ -185,7 +185,7 @@ ALL_MODELS = (QueueRecord, MessageRecord, SubscriptionRecord, ConnectionRecord)
 TTL_ATTRIBUTE = "x"
 
 
-def _models():
+def service_models():
     """Every model of this service (models of one table share a Meta)."""
     pending, found = list(Model.__subclasses__()), []
     while pending:
@@ -209,7 +209,7 @@ def configure(settings):
              settings.subscriptions_table, settings.connections_table)
     if where == _configured:
         return
-    for model in _models():
+    for model in service_models():
         model.Meta.table_name = getattr(settings, model.Meta.table)
         model.Meta.region = settings.aws_region
         model.Meta.host = settings.dynamodb_endpoint or None
