@@ -7,6 +7,7 @@ below the routes run on a schedule or on the messages table's stream.
 from chalice import Chalice, Rate
 
 from chalicelib import clock
+from chalicelib.auth import gateway
 from chalicelib.config import get_settings
 from chalicelib.notify import retries
 from chalicelib.notify import stream as notifications
@@ -36,6 +37,14 @@ def _settings():
     settings = get_settings()
     configure_storage(settings)
     return settings
+
+
+@app.lambda_function(name="authorize")
+def authorize(event, context):
+    """API Gateway's REQUEST authorizer, in front of every route but the open
+    ones when the stage authenticates (infra/package.py attaches it; the
+    local runner calls it as API Gateway would)."""
+    return gateway.authorize(event, _settings())
 
 
 @app.schedule(Rate(1, unit=Rate.MINUTES))

@@ -21,7 +21,22 @@ class Settings:
     connections_table: str = "zaqar-connections"
     aws_region: str = "us-east-1"
     dynamodb_endpoint: str = ""
-    # Identity and features.
+    # Who may call: "keystone" (tokens validated against keystone_url) or
+    # "noauth" (X-Project-ID trusted; the dev stage only, or with
+    # allow_noauth, see chalicelib/auth). Unset means keystone: a stage
+    # that names no mode refuses every caller rather than trusting them all.
+    stage: str = ""
+    auth_strategy: str = "keystone"
+    allow_noauth: bool = False
+    keystone_url: str = ""  # the identity v3 endpoint, e.g. https://keystone:5000/v3
+    keystone_timeout: int = 5  # seconds for each call to Keystone
+    # How long a validated token is believed without asking Keystone again
+    # (never past its expiry): a revoked token works this long.
+    keystone_cache_seconds: int = 300
+    # Rules over Zaqar's default policy, as JSON {"rule": "check"}; see
+    # chalicelib/auth/policy.py for the checks understood.
+    policy: str = ""
+    # Features.
     admin_mode: bool = False
     client_id_uuid_safe: str = "strict"
     min_length_client_id: int = 10

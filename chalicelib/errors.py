@@ -36,6 +36,12 @@ class InvalidParameter(BadRequest):
     title = "Invalid parameter"
 
 
+class Unauthorized(ZaqarError):
+    """No credentials, or ones the identity service refused."""
+    status = 401
+    title = "Unauthorized"
+
+
 class Forbidden(ZaqarError):
     status = 403
     title = "Not authorized"

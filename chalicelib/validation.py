@@ -34,11 +34,12 @@ FALSE_WORDS = {"false", "False", "f", "no", "n", "0", "off"}
 
 @dataclass(frozen=True)
 class Context:
-    """Who is asking: the identity headers every action needs."""
+    """Who is asking, as checked by the transport (chalicelib/auth)."""
     project: str
     client_id: str
     roles: frozenset
     settings: Settings
+    user_id: str | None = None  # Keystone's; None without authentication
 
 
 # -- JSON documents ---------------------------------------------------------
@@ -232,18 +233,6 @@ def request_project(headers):
     if project is None:
         project = headers.get("x-tenant-id", headers.get("x-tenant"))
     return project
-
-
-def make_context(headers, settings):
-    """Check the identity headers (mapping with case-insensitive get)."""
-    client_id = headers.get("client-id")
-    check_client_id(client_id, settings)
-    project = request_project(headers)
-    check_project(project)
-    roles = frozenset(role.strip() for role in
-                      (headers.get("x-roles") or "").split(",") if role.strip())
-    return Context(project=project, client_id=client_id, roles=roles,
-                   settings=settings)
 
 
 # -- query parameters -------------------------------------------------------

@@ -1,16 +1,17 @@
 """Versions, home document, ping and health; and what every route shares:
 405 and OPTIONS, the request id, and the answers to storage failures."""
 import contextlib
+import dataclasses
 import re
 
 import pytest
 from botocore.exceptions import ClientError
 from chalice.local import LambdaContext, LambdaEventConverter, RouteMatcher
-from chalice.test import Client
 
+from chalicelib import config, rest
 from chalicelib.storage import retry
 from chalicelib.storage.models import QueueRecord
-from conftest import ROOT, headers
+from conftest import headers
 
 PUBLIC_RELATIONS = {
     "queues", "queue", "queue_stats", "queue_share", "queue_purge", "messages",
@@ -26,10 +27,14 @@ QUEUE_ALLOW = "DELETE, GET, PATCH, PUT, OPTIONS"
 
 
 @pytest.fixture
-def prod_client(app):
-    """The prod stage: admin mode off."""
-    with Client(app, stage_name="prod", project_dir=str(ROOT)) as test_client:
-        yield test_client
+def prod_client(client, monkeypatch):
+    """Admin mode off, as on the prod stage. (The prod stage itself needs a
+    Keystone; the test client sets the dev stage's variables during each
+    request, so the settings are replaced where they are read.)"""
+    stage_settings = config.get_settings
+    monkeypatch.setattr(rest, "get_settings", lambda: dataclasses.replace(
+        stage_settings(), admin_mode=False))
+    return client
 
 
 @contextlib.contextmanager

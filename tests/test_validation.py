@@ -3,12 +3,12 @@ API Gateway would decode first, the client-id mode "off", and the shared
 parameter and JSON rules every transport relies on."""
 import pytest
 
+from chalicelib.auth import context_for, noauth
 from chalicelib.config import Settings
 from chalicelib.errors import BadRequest, InvalidBody, InvalidParameter
 from chalicelib.validation import (
     check_client_id,
     check_queue_name,
-    make_context,
     param_bool,
     param_int,
     param_list,
@@ -53,8 +53,9 @@ def test_empty_client_id_is_malformed_not_missing():
 
 
 def test_context_reads_roles_and_project_alias():
-    ctx = make_context({"client-id": "3381af922b9e11e3b19171861300734c",
-                        "x-tenant": "p1", "x-roles": "member, admin,"}, DEFAULTS)
+    headers = {"client-id": "3381af922b9e11e3b19171861300734c",
+               "x-tenant": "p1", "x-roles": "member, admin,"}
+    ctx = context_for(headers, noauth.authenticate(headers, DEFAULTS), DEFAULTS)
     assert (ctx.project, ctx.roles) == ("p1", frozenset({"member", "admin"}))
 
 

@@ -1,9 +1,12 @@
 """The REST transport: request checks, responses and errors, as Zaqar's WSGI
 transport does them.
 
-Every route is declared with `route(blueprint, path, methods)`. The wrapper
-runs Zaqar's request checks in its order (content type, Accept, Client-ID,
-project, queue name), builds the Context the actions need, and turns errors
+Every route is declared with `route(blueprint, path, methods, rule)`, `rule`
+naming its policy rule (chalicelib/auth/policy.py). The wrapper finds out
+who calls (a signed URL, the identity API Gateway's authorizer passed on, or
+the stage's auth mode run here), runs Zaqar's request checks in its order
+(content type, Accept, Client-ID, project, policy, queue name), builds the
+Context the actions need, and turns errors
 into `{"title", "description"}` bodies: ZaqarError with its status, a storage
 failure with 503, anything else with a logged 500 that shows no stack trace.
 """
@@ -14,12 +17,13 @@ import uuid
 
 from chalice import Response
 
-from chalicelib import clock, signed_urls
+from chalicelib import auth, clock, signed_urls
+from chalicelib.auth import Identity, gateway, policy
 from chalicelib.config import get_settings
 from chalicelib.errors import BadRequest, NotAcceptable, NotFound, ZaqarError
 from chalicelib.storage.errors import unexpected
 from chalicelib.storage.models import configure as configure_storage
-from chalicelib.validation import check_queue_name, make_context, parse_json, request_project
+from chalicelib.validation import check_queue_name, parse_json, request_project
 
 log = logging.getLogger("zaqar.rest")
 JSON = "application/json"
@@ -93,9 +97,22 @@ def _check_signature(request, settings):
         raise NotFound(title="404 Not Found")
 
 
-def _check_request(request, settings, anonymous):
+def _caller(request, settings):
+    """Who calls. A signed request acts, without a token, for the project
+    it was signed for (and with no role); otherwise the authorizer's
+    identity, or, where none ran (the test client), the mode's own answer."""
     if request.headers.get("url-signature") is not None:
         _check_signature(request, settings)
+        return Identity(project=request_project(request.headers), roles=frozenset())
+    identity = gateway.identity_in(request.context) or auth.authenticate(
+        request.headers, settings)
+    # API Gateway or a warm cache may hold a decision past the token's life.
+    if auth.expired(identity, clock.now_ms()):
+        raise auth.unauthorized(settings)
+    return identity
+
+
+def _check_media_types(request):
     content_type = (request.headers.get("content-type") or "").lower()
     if request.raw_body and content_type.startswith("application/x-www-form-urlencoded"):
         raise BadRequest(
@@ -107,12 +124,21 @@ def _check_request(request, settings, anonymous):
         raise NotAcceptable(
             "Endpoint only serves `application/json`; specify client-side media "
             'type support with the "Accept" header.')
-    if anonymous:
+
+
+def _check_request(request, settings, rule):
+    """The Context for a request to a route under `rule` (None: open)."""
+    if rule is None:
+        _check_media_types(request)
         return None
-    return make_context(request.headers, settings)
+    identity = _caller(request, settings)
+    _check_media_types(request)
+    ctx = auth.context_for(request.headers, identity, settings)
+    policy.enforce(rule, ctx.roles, settings)
+    return ctx
 
 
-def handle(view, app_getter, anonymous):
+def handle(view, app_getter, rule):
     """Wrap a view(call, **path_params) with checks and error mapping."""
     @functools.wraps(view)
     def wrapper(**path_params):
@@ -120,7 +146,7 @@ def handle(view, app_getter, anonymous):
         try:
             settings = get_settings()
             configure_storage(settings)
-            ctx = _check_request(request, settings, anonymous)
+            ctx = _check_request(request, settings, rule)
             for name in ("queue_name",):
                 if name in path_params:
                     check_queue_name(path_params[name])
@@ -140,10 +166,16 @@ def with_request_id(response):
     return response
 
 
-def route(blueprint, path, methods, anonymous=False):
-    """Declare a Zaqar route on a Chalice blueprint."""
+def route(blueprint, path, methods, rule):
+    """Declare a Zaqar route on a Chalice blueprint, under policy `rule`;
+    None for a route Zaqar serves to anyone (auth.gateway.OPEN_ROUTES)."""
+    if rule is None and not all(gateway.is_open(method, path) for method in methods):
+        raise ValueError(f"{path} is not one of the routes open to anyone")
+    if rule is not None and rule not in policy.DEFAULTS:
+        raise ValueError(f"{path}: no policy rule {rule!r}")
+
     def register(view):
-        wrapped = handle(view, lambda: blueprint.current_app, anonymous)
+        wrapped = handle(view, lambda: blueprint.current_app, rule)
         blueprint.route(path, methods=list(methods), content_types=["*/*"])(wrapped)
         return view
     return register

@@ -31,7 +31,7 @@ def with_checksum(view, message):
     return view
 
 
-@route(bp, "/v2/queues/{queue_name}/messages", ["POST"])
+@route(bp, "/v2/queues/{queue_name}/messages", ["POST"], "messages:create")
 def post_messages(call, queue_name):
     ids = messages.post(call.ctx, queue_name, call.body(),
                         size=call.content_length)
@@ -40,7 +40,7 @@ def post_messages(call, queue_name):
                    {"Location": f"{base}?ids={','.join(ids)}"})
 
 
-@route(bp, "/v2/queues/{queue_name}/messages", ["GET"])
+@route(bp, "/v2/queues/{queue_name}/messages", ["GET"], "messages:get_all")
 def list_messages(call, queue_name):
     params = call.params
     ids = param_list(params, "ids")
@@ -68,7 +68,7 @@ def list_messages(call, queue_name):
                          "links": links})
 
 
-@route(bp, "/v2/queues/{queue_name}/messages", ["DELETE"])
+@route(bp, "/v2/queues/{queue_name}/messages", ["DELETE"], "messages:delete_all")
 def delete_messages(call, queue_name):
     popped = messages.delete_or_pop(
         call.ctx, queue_name, ids=param_list(call.params, "ids"),
@@ -79,19 +79,19 @@ def delete_messages(call, queue_name):
     return respond(200, {"messages": [popped_view(m) for m in popped]})
 
 
-@route(bp, "/v2/queues/{queue_name}/messages/{message_id}", ["GET"])
+@route(bp, "/v2/queues/{queue_name}/messages/{message_id}", ["GET"], "messages:get")
 def get_message(call, queue_name, message_id):
     return respond(200, message_view(queue_name,
                                      messages.get(call.ctx, queue_name, message_id)))
 
 
-@route(bp, "/v2/queues/{queue_name}/messages/{message_id}", ["DELETE"])
+@route(bp, "/v2/queues/{queue_name}/messages/{message_id}", ["DELETE"], "messages:delete")
 def delete_message(call, queue_name, message_id):
     messages.delete(call.ctx, queue_name, message_id, param_text(call.params, "claim_id"))
     return respond(204)
 
 
-@route(bp, "/v2/queues/{queue_name}/claims", ["POST"])
+@route(bp, "/v2/queues/{queue_name}/claims", ["POST"], "claims:create")
 def create_claim(call, queue_name):
     claim_id, taken = claims.create(call.ctx, queue_name, call.body(required=False),
                                     limit=param_int(call.params, "limit"))
@@ -101,7 +101,7 @@ def create_claim(call, queue_name):
                    {"Location": f"/v2/queues/{queue_name}/claims/{claim_id}"})
 
 
-@route(bp, "/v2/queues/{queue_name}/claims/{claim_id}", ["GET"])
+@route(bp, "/v2/queues/{queue_name}/claims/{claim_id}", ["GET"], "claims:get")
 def get_claim(call, queue_name, claim_id):
     age, ttl, held = claims.get(call.ctx, queue_name, claim_id)
     return respond(200, {"age": age, "ttl": ttl,
@@ -109,13 +109,13 @@ def get_claim(call, queue_name, claim_id):
                          "messages": [message_view(queue_name, m) for m in held]})
 
 
-@route(bp, "/v2/queues/{queue_name}/claims/{claim_id}", ["PATCH"])
+@route(bp, "/v2/queues/{queue_name}/claims/{claim_id}", ["PATCH"], "claims:update")
 def update_claim(call, queue_name, claim_id):
     claims.update(call.ctx, queue_name, claim_id, call.body(required=False))
     return respond(204)
 
 
-@route(bp, "/v2/queues/{queue_name}/claims/{claim_id}", ["DELETE"])
+@route(bp, "/v2/queues/{queue_name}/claims/{claim_id}", ["DELETE"], "claims:delete")
 def delete_claim(call, queue_name, claim_id):
     claims.delete(call.ctx, queue_name, claim_id)
     return respond(204)

@@ -15,14 +15,14 @@ VERSIONS = {"versions": [{
     "links": [{"href": "/v2/", "rel": "self"}]}]}
 
 
-@route(bp, "/", ["GET"], anonymous=True)
+@route(bp, "/", ["GET"], None)
 def versions(call):
     return respond(300, VERSIONS)
 
 
 # API Gateway routes "/v2/" and "/v2" alike; only the raw path tells them
 # apart, and Zaqar serves the home document at "/v2/" alone.
-@route(bp, "/v2", ["GET"])
+@route(bp, "/v2", ["GET"], "home:get")
 def home(call):
     if not call.request.context.get("path", "").endswith("/"):
         raise NotFound(title="404 Not Found")
@@ -30,7 +30,7 @@ def home(call):
                    content_type="application/json-home")
 
 
-@route(bp, "/v2/ping", ["GET", "HEAD"])
+@route(bp, "/v2/ping", ["GET", "HEAD"], "ping:get")
 def ping(call):
     if call.request.method == "GET" and not health_action.storage_reachable():
         return respond(503, {"title": "Service temporarily unavailable",
@@ -39,6 +39,6 @@ def ping(call):
     return respond(204)
 
 
-@route(bp, "/v2/health", ["GET"])
+@route(bp, "/v2/health", ["GET"], "health:get")
 def health(call):
     return respond(200, health_action.health(call.ctx))

@@ -30,7 +30,7 @@ def _next_link(params, last_name):
     return {"rel": "next", "href": "/v2/queues?" + urlencode(query)}
 
 
-@route(bp, "/v2/queues", ["GET"])
+@route(bp, "/v2/queues", ["GET"], "queues:get_all")
 def list_queues(call):
     params = call.params
     filters = {key: param_text(params, key) for key in params if key not in LIST_PARAMS}
@@ -48,7 +48,7 @@ def list_queues(call):
     return respond(200, body)
 
 
-@route(bp, "/v2/queues/{queue_name}", ["PUT"])
+@route(bp, "/v2/queues/{queue_name}", ["PUT"], "queues:create")
 def create_queue(call, queue_name):
     queues.check_metadata_size(call.content_length, call.settings)
     metadata = call.body(required=False)
@@ -57,13 +57,13 @@ def create_queue(call, queue_name):
                    {"Location": f"/v2/queues/{queue_name}"})
 
 
-@route(bp, "/v2/queues/{queue_name}", ["GET"])
+@route(bp, "/v2/queues/{queue_name}", ["GET"], "queues:get")
 def get_queue(call, queue_name):
     return respond(200, queues.with_defaults(queues.get(call.ctx, queue_name),
                                              call.settings))
 
 
-@route(bp, "/v2/queues/{queue_name}", ["PATCH"])
+@route(bp, "/v2/queues/{queue_name}", ["PATCH"], "queues:update")
 def patch_queue(call, queue_name):
     if call.headers.get("content-type") != queues.PATCH_MEDIA_TYPE:
         raise UnsupportedMediaType(
@@ -74,24 +74,24 @@ def patch_queue(call, queue_name):
     return respond(200, queues.patch(call.ctx, queue_name, operations))
 
 
-@route(bp, "/v2/queues/{queue_name}", ["DELETE"])
+@route(bp, "/v2/queues/{queue_name}", ["DELETE"], "queues:delete")
 def delete_queue(call, queue_name):
     queues.delete(call.ctx, queue_name)
     return respond(204)
 
 
-@route(bp, "/v2/queues/{queue_name}/stats", ["GET"])
+@route(bp, "/v2/queues/{queue_name}/stats", ["GET"], "queues:stats")
 def queue_stats(call, queue_name):
     shown, _ = queues.stats(call.ctx, queue_name)
     return respond(200, {"messages": shown})
 
 
-@route(bp, "/v2/queues/{queue_name}/purge", ["POST"])
+@route(bp, "/v2/queues/{queue_name}/purge", ["POST"], "queues:purge")
 def purge_queue(call, queue_name):
     queues.purge(call.ctx, queue_name, call.body(required=False))
     return respond(204)
 
 
-@route(bp, "/v2/queues/{queue_name}/share", ["POST"])
+@route(bp, "/v2/queues/{queue_name}/share", ["POST"], "queues:share")
 def share_queue(call, queue_name):
     return respond(200, queues.share(call.ctx, queue_name, call.body(required=False)))

@@ -12,7 +12,7 @@ from chalicelib.validation import param_int, param_text
 bp = Blueprint(__name__)
 
 
-@route(bp, "/v2/queues/{queue_name}/subscriptions", ["GET"])
+@route(bp, "/v2/queues/{queue_name}/subscriptions", ["GET"], "subscription:get_all")
 def list_subscriptions(call, queue_name):
     limit = param_int(call.params, "limit")
     found = subscriptions.list_subscriptions(
@@ -28,7 +28,7 @@ def list_subscriptions(call, queue_name):
                          "links": links})
 
 
-@route(bp, "/v2/queues/{queue_name}/subscriptions", ["POST"])
+@route(bp, "/v2/queues/{queue_name}/subscriptions", ["POST"], "subscription:create")
 def create_subscription(call, queue_name):
     location = {"Location": f"/v2/queues/{queue_name}/subscriptions"}
     try:
@@ -40,26 +40,29 @@ def create_subscription(call, queue_name):
     return respond(201, {"subscription_id": subscription_id}, location)
 
 
-@route(bp, "/v2/queues/{queue_name}/subscriptions/{subscription_id}", ["GET"])
+@route(bp, "/v2/queues/{queue_name}/subscriptions/{subscription_id}", ["GET"], "subscription:get")
 def get_subscription(call, queue_name, subscription_id):
     found = subscriptions.get(call.ctx, queue_name, subscription_id)
     return respond(200, subscriptions.view(found, clock.now_ms()))
 
 
-@route(bp, "/v2/queues/{queue_name}/subscriptions/{subscription_id}", ["PATCH"])
+@route(bp, "/v2/queues/{queue_name}/subscriptions/{subscription_id}", ["PATCH"],
+       "subscription:update")
 def update_subscription(call, queue_name, subscription_id):
     subscriptions.update(call.ctx, queue_name, subscription_id, call.body(required=False))
     return respond(204, None, {
         "Location": f"/v2/queues/{queue_name}/subscriptions/{subscription_id}"})
 
 
-@route(bp, "/v2/queues/{queue_name}/subscriptions/{subscription_id}", ["DELETE"])
+@route(bp, "/v2/queues/{queue_name}/subscriptions/{subscription_id}", ["DELETE"],
+       "subscription:delete")
 def delete_subscription(call, queue_name, subscription_id):
     subscriptions.delete(call.ctx, queue_name, subscription_id)
     return respond(204)
 
 
-@route(bp, "/v2/queues/{queue_name}/subscriptions/{subscription_id}/confirm", ["PUT"])
+@route(bp, "/v2/queues/{queue_name}/subscriptions/{subscription_id}/confirm", ["PUT"],
+       "subscription:confirm")
 def confirm_subscription(call, queue_name, subscription_id):
     subscriptions.confirm(call.ctx, queue_name, subscription_id, call.body(required=False))
     return respond(204, None, {

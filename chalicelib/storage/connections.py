@@ -1,11 +1,15 @@
 """Websocket connections, kept in DynamoDB so that every Lambda sees them.
 
-A connection is bound to the first project a frame names: Zaqar 23.0.1
-refuses frames for any other project on that connection. It also lists the
+A connection is bound to one project: the first a frame names (without
+authentication), or its token's (Keystone: the `authenticate` action).
+Zaqar 23.0.1 refuses frames for any other project on that connection. It
+also lists the
 subscriptions it made, which go when it goes: on disconnect, or when a push
 finds it gone (API Gateway sends no $disconnect for some lost connections).
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
@@ -21,6 +25,19 @@ LIFETIME_S = 2 * 3600 + 300
 # frame without reading the table. Dropped wholesale when full.
 _bound = {}
 _BOUND_MAX = 10_000
+# Who authenticated on a connection, as this warm Lambda last read it. Read
+# again after a while: the connection may re-authenticate through another.
+_callers: dict[str, tuple[Caller, int]] = {}
+_CALLER_REREAD_MS = 60_000
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who authenticated on a connection, until when."""
+    project: str
+    roles: frozenset[str]
+    user_id: str | None
+    expires_ms: int
 
 
 def _expiry(now_ms):
@@ -55,6 +72,53 @@ def bind(connection_id: str, project: str) -> bool:
     return True
 
 
+def authenticate(connection_id: str, caller: Caller) -> bool:
+    """Record who authenticated on the connection; False if it is bound to
+    another project (its subscriptions belong to that one)."""
+    now = clock.now_ms()
+    try:
+        retrying(Connection(connection_id).update, actions=[
+            Connection.project.set(caller.project),
+            Connection.roles.set(set(caller.roles)) if caller.roles else Connection.roles.remove(),
+            Connection.user_id.set(caller.user_id) if caller.user_id
+            else Connection.user_id.remove(),
+            Connection.token_expires.set(caller.expires_ms),
+            Connection.created.set(Connection.created | now),
+            Connection.expires_at.set(Connection.expires_at | _expiry(now)),
+        ], condition=Connection.project.does_not_exist()
+            | (Connection.project == caller.project))
+    except UpdateError as exc:
+        if condition_failed(exc):
+            return False
+        raise
+    _remember_caller(connection_id, caller, now)
+    return True
+
+
+def _remember_caller(connection_id: str, caller: Caller, now: int) -> None:
+    if len(_callers) >= _BOUND_MAX:
+        _callers.clear()
+    _callers[connection_id] = (caller, now)
+
+
+def caller(connection_id: str) -> Caller | None:
+    """Who authenticated on the connection; None if no one has."""
+    now = clock.now_ms()
+    known = _callers.get(connection_id)
+    if known is not None and now - known[1] < _CALLER_REREAD_MS:
+        return known[0]
+    try:
+        record = retrying(Connection.get, connection_id, consistent_read=True)
+    except DoesNotExist:
+        return None
+    if record.token_expires is None or record.project is None:
+        return None
+    found = Caller(project=record.project, roles=frozenset(record.roles or ()),
+                   user_id=record.user_id, expires_ms=int(record.token_expires))
+    _remember_caller(connection_id, found, now)
+    return found
+
+
 def remember_subscription(connection_id: str, queue_name: str,
                           subscription_id: str) -> None:
     retrying(Connection(connection_id).update, actions=[
@@ -67,6 +131,7 @@ def remember_subscription(connection_id: str, queue_name: str,
 def forget(connection_id: str) -> None:
     """Remove the connection, and the subscriptions it made."""
     _bound.pop(connection_id, None)
+    _callers.pop(connection_id, None)
     try:
         record = retrying(Connection.get, connection_id, consistent_read=True)
     except DoesNotExist:

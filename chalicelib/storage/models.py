@@ -179,6 +179,11 @@ class ConnectionRecord(Model):
     expires_at = NumberAttribute(attr_name="x")
     # The subscriptions it made ("queue/id"): they go when it goes.
     subscriptions = UnicodeSetAttribute(attr_name="s", null=True)
+    # Who authenticated on it (Keystone mode): the token's roles, user and
+    # expiry; its project is `project`.
+    roles = UnicodeSetAttribute(attr_name="r", null=True)
+    user_id = UnicodeAttribute(attr_name="u", null=True)
+    token_expires = NumberAttribute(attr_name="tx", null=True)
 
 
 ALL_MODELS = (QueueRecord, MessageRecord, SubscriptionRecord, ConnectionRecord)

@@ -41,8 +41,8 @@ def _claim_document(body):
 # -- the node ---------------------------------------------------------------
 
 def authenticate(call):
-    # No Keystone in front of this service (no authentication yet): every
-    # connection is authenticated. python-zaqarclient sends this first.
+    # Without authentication (noauth) every connection is authenticated;
+    # with Keystone the protocol checks the token first (protocol.py).
     return 200, {"message": "Authentified."}
 
 
@@ -217,30 +217,35 @@ def subscription_delete(call):
     return 204, f"Subscription {subscription_id} removed."
 
 
+# Each action, with its policy rule (chalicelib/auth/policy.py; None: none).
 ACTIONS = {
-    "authenticate": authenticate,
-    "ping": ping,
-    "ping_node": ping,
-    "check_node_health": check_node_health,
-    "get_home_doc": get_home_doc,
-    "queue_list": queue_list,
-    "queue_create": queue_create,
-    "queue_get": queue_get,
-    "queue_delete": queue_delete,
-    "queue_get_stats": queue_get_stats,
-    "queue_purge": queue_purge,
-    "message_post": message_post,
-    "message_list": message_list,
-    "message_get": message_get,
-    "message_get_many": message_get_many,
-    "message_delete": message_delete,
-    "message_delete_many": message_delete_many,
-    "claim_create": claim_create,
-    "claim_get": claim_get,
-    "claim_update": claim_update,
-    "claim_delete": claim_delete,
-    "subscription_create": subscription_create,
-    "subscription_get": subscription_get,
-    "subscription_list": subscription_list,
-    "subscription_delete": subscription_delete,
+    "authenticate": (authenticate, None),
+    "ping": (ping, "ping:get"),
+    "ping_node": (ping, "ping:get"),
+    "check_node_health": (check_node_health, "health:get"),
+    "get_home_doc": (get_home_doc, "home:get"),
+    "queue_list": (queue_list, "queues:get_all"),
+    "queue_create": (queue_create, "queues:create"),
+    "queue_get": (queue_get, "queues:get"),
+    "queue_delete": (queue_delete, "queues:delete"),
+    "queue_get_stats": (queue_get_stats, "queues:stats"),
+    "queue_purge": (queue_purge, "queues:purge"),
+    "message_post": (message_post, "messages:create"),
+    "message_list": (message_list, "messages:get_all"),
+    "message_get": (message_get, "messages:get"),
+    "message_get_many": (message_get_many, "messages:get_all"),
+    "message_delete": (message_delete, "messages:delete"),
+    "message_delete_many": (message_delete_many, "messages:delete_all"),
+    "claim_create": (claim_create, "claims:create"),
+    "claim_get": (claim_get, "claims:get"),
+    "claim_update": (claim_update, "claims:update"),
+    "claim_delete": (claim_delete, "claims:delete"),
+    "subscription_create": (subscription_create, "subscription:create"),
+    "subscription_get": (subscription_get, "subscription:get"),
+    "subscription_list": (subscription_list, "subscription:get_all"),
+    "subscription_delete": (subscription_delete, "subscription:delete"),
 }
+# The actions a URL signature may allow, as the HTTP method it must sign.
+SIGNED_METHODS = {"message_list": "GET", "message_get": "GET", "message_get_many": "GET",
+                  "message_post": "POST", "message_delete": "DELETE",
+                  "message_delete_many": "DELETE"}

@@ -37,17 +37,30 @@ def use(websocket_api, new_session):
     delivery.add_transport(SCHEME, deliver)
 
 
+def _api():
+    if _websocket_api.session is None:
+        _websocket_api.session = _new_session()
+    return _websocket_api
+
+
 def send(connection_id, data):
     """Post to a connection; False if it is gone (API Gateway's 410), in
     which case it is forgotten."""
-    if _websocket_api.session is None:
-        _websocket_api.session = _new_session()
     try:
-        _websocket_api.send(connection_id, data)
+        _api().send(connection_id, data)
     except WebsocketDisconnectedError:
         connections.forget(connection_id)
         return False
     return True
+
+
+def close(connection_id):
+    """Close a connection, and forget it now ($disconnect is best effort)."""
+    try:
+        _api().close(connection_id)
+    except WebsocketDisconnectedError:
+        pass
+    connections.forget(connection_id)
 
 
 def subscriber(domain_name, stage, connection_id, binary):
