@@ -1,6 +1,6 @@
 """Start the local runner as a child process, as the end-to-end tests and
 the bench scripts use it: on free ports, DynamoDB Local in memory, served
-once /v2/ping answers.
+once /v2/ping answers (204, or 401 when the runner asks for a token).
 
     with Launched("--schedule-interval", "2") as runner:
         requests.get(f"{runner.url}/v2/ping", headers=...)
@@ -59,7 +59,7 @@ class Launched:
         while time.monotonic() < deadline and self.process.poll() is None:
             try:
                 answer = requests.get(f"{self.url}/v2/ping", headers=PING_HEADERS, timeout=2)
-                if answer.status_code == 204:
+                if answer.status_code in (204, 401):
                     return
             except requests.ConnectionError:
                 pass

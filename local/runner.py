@@ -50,6 +50,10 @@ def parse_args(argv=None):
     parser.add_argument("--in-memory", action="store_true",
                         help="keep nothing: DynamoDB Local runs with -inMemory")
     parser.add_argument("--stage", default="dev", help="Chalice stage whose environment to use")
+    parser.add_argument("--auth", choices=("noauth", "keystone"),
+                        help="authenticate so instead of as the stage says")
+    parser.add_argument("--keystone-url", help="Keystone's identity v3 endpoint, e.g. "
+                                               "http://127.0.0.1:5000/v3")
     parser.add_argument("--clock-file", default=None,
                         help="a file holding seconds to add to the app's clock "
                              "(tests move time with it; absent or empty: 0)")
@@ -87,13 +91,15 @@ def start_storage(host, port, data_dir):
     return Storage(None, mock.stop, "moto, in process, in memory")
 
 
-def configure_environment(stage, endpoint):
-    """What a deployed function's environment holds, pointed at local storage.
+def configure_environment(stage, endpoint, overrides=None):
+    """What a deployed function's environment holds, pointed at local storage
+    (and with `overrides` over the stage's variables).
 
     Settings are built from it per invocation; the app also reads it once at
     import, for the stream its handlers are registered on.
     """
     os.environ.update(stage_environment(stage))
+    os.environ.update(overrides or {})
     if endpoint:
         os.environ["DYNAMODB_ENDPOINT"] = endpoint
     else:
@@ -159,8 +165,9 @@ class RequestHandler(ChaliceRequestHandler):
     # would get bare JSON, or nothing at all for an error.
     default_request_version = "HTTP/1.1"
 
-    def __init__(self, *args, read_timeout, **kwargs):
+    def __init__(self, *args, read_timeout, authorizer, **kwargs):
         self.timeout = read_timeout  # socketserver sets it on the connection
+        self.authorizer = authorizer
         super().__init__(*args, **kwargs)
 
     def handle_one_request(self):
@@ -177,6 +184,8 @@ class RequestHandler(ChaliceRequestHandler):
             return False
 
     def _generic_handle(self):
+        if self.authorizer is not None:  # as API Gateway runs the stage's
+            self.local_gateway._authorizer = self.authorizer
         try:
             super()._generic_handle()
         except Refused as refused:
@@ -258,12 +267,35 @@ class RequestHandler(ChaliceRequestHandler):
         log.warning("%s: %s", self.address_string(), format % args)
 
 
-def create_http_server(app, config, host, port, read_timeout=READ_TIMEOUT):
+def create_http_server(app, config, host, port, read_timeout=READ_TIMEOUT, authorizer=None):
     """Chalice's threaded local server, with RequestHandler in place of its own."""
     server = create_local_server(app, config, host, port)
     server.server.RequestHandlerClass = functools.partial(
-        RequestHandler, app_object=app, config=config, read_timeout=read_timeout)
+        RequestHandler, app_object=app, config=config, read_timeout=read_timeout,
+        authorizer=authorizer)
     return server
+
+
+def auth_overrides(args):
+    overrides = {}
+    if args.auth:
+        overrides["AUTH_STRATEGY"] = args.auth
+    if args.keystone_url:
+        overrides["KEYSTONE_URL"] = args.keystone_url
+    return overrides
+
+
+def checked_settings():
+    """The stage's settings, refused at once if no request could be served
+    safely with them (noauth outside dev, keystone without a URL...)."""
+    from chalicelib.auth import Misconfigured, check_settings
+    from chalicelib.config import get_settings
+    settings = get_settings()
+    try:
+        check_settings(settings)
+    except Misconfigured as error:
+        raise SystemExit(f"cannot serve: {error}") from None
+    return settings
 
 
 def serve_websockets(app, host, port):
@@ -303,7 +335,8 @@ def main(argv=None):
     try:
         storage = start_storage(args.host, args.dynamodb_port, data_dir)
         log.info("storage: %s", storage.description)
-        configure_environment(args.stage, storage.endpoint)
+        configure_environment(args.stage, storage.endpoint, auth_overrides(args))
+        settings = checked_settings()
         from local.tables import create_tables
         create_tables()
         app, config = load_app(args.stage)
@@ -314,10 +347,15 @@ def main(argv=None):
                                  aws_client("dynamodbstreams", storage.endpoint),
                                  args.schedule_interval, REGION)
         serve_websockets(app, args.host, args.ws_port)
+        authorizer = None
+        if settings.auth_strategy != "noauth":
+            from local.gateway import RequestAuthorizer
+            authorizer = RequestAuthorizer(app, settings)
         server = create_http_server(app, config, args.host, args.port,
-                                    args.read_timeout)
+                                    args.read_timeout, authorizer)
         host, port = server.server.server_address[:2]
-        log.info("Zaqar v2 API (stage %s) on http://%s:%s", args.stage, host, port)
+        log.info("Zaqar v2 API (stage %s, %s) on http://%s:%s", args.stage,
+                 settings.auth_strategy, host, port)
         server.server.serve_forever()
     except KeyboardInterrupt:
         log.info("stopping")

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from chalicelib.auth import Identity, authenticate
-from chalicelib.errors import Unauthorized
+from chalicelib.auth import Identity, authenticate, unauthorized
+from chalicelib.errors import ServiceUnavailable, Unauthorized
 
 if TYPE_CHECKING:
     from chalicelib.config import Settings
@@ -78,3 +78,14 @@ def identity_in(request_context: dict | None) -> Identity | None:
     return Identity(project=context["project"] or None, roles=roles,
                     user_id=context.get("user_id") or None,
                     expires_ms=int(expires) if expires else None)
+
+
+def gateway_responses(settings: Settings) -> dict[str, tuple[int, dict, dict]]:
+    """{response type: (status, headers, body)}: what API Gateway answers
+    itself when the authorizer refuses (Refused) or fails, in Zaqar's error
+    shape. Packaging writes them into the template; the local runner
+    answers with them."""
+    refused = unauthorized(settings)
+    failed = ServiceUnavailable("The caller's credentials could not be checked.")
+    return {"UNAUTHORIZED": (refused.status, refused.headers, refused.body()),
+            "AUTHORIZER_FAILURE": (failed.status, {}, failed.body())}

@@ -25,8 +25,7 @@ def unauthorized(settings: Settings) -> Unauthorized:
     """401 with where to get a token, as keystonemiddleware answers."""
     headers = {}
     if settings.keystone_url:
-        uri = settings.keystone_url.rstrip("/").removesuffix("/v3")
-        headers["WWW-Authenticate"] = f'Keystone uri="{uri}"'
+        headers["WWW-Authenticate"] = f'Keystone uri="{settings.keystone_url}"'
     return Unauthorized("The request you have made requires authentication.",
                         headers=headers)
 
