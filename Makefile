@@ -17,6 +17,7 @@ PYTEST_ARGS ?= -n 2
 VENV := .venv
 VENV_STAMP := $(VENV)/.requirements-installed
 DYNAMODB_STAMP := .local/dynamodb/.installed
+KEYSTONE_STAMP := .local/keystone/.installed
 
 .PHONY: run test
 
@@ -24,7 +25,7 @@ run: $(VENV_STAMP) $(DYNAMODB_STAMP)
 	$(VENV)/bin/python -m local.runner --host $(HOST) --port $(PORT) --ws-port $(WS_PORT) \
 		--dynamodb-port $(DYNAMODB_PORT) --data-dir $(DATA_DIR) --stage $(STAGE)
 
-test: $(VENV_STAMP) $(DYNAMODB_STAMP)
+test: $(VENV_STAMP) $(DYNAMODB_STAMP) $(KEYSTONE_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS) tests
 
@@ -37,4 +38,9 @@ $(VENV_STAMP): requirements.txt requirements-dev.txt | $(VENV)/bin/python
 
 $(DYNAMODB_STAMP): $(VENV_STAMP)
 	$(VENV)/bin/python -m local.dynamodb_local install
+	mkdir -p $(@D) && touch $@
+
+# Keystone in its own venv, for the end-to-end tests (local/keystone.py).
+$(KEYSTONE_STAMP): $(VENV_STAMP)
+	$(VENV)/bin/python -m local.keystone install
 	mkdir -p $(@D) && touch $@

@@ -7,6 +7,7 @@ import moto
 import pytest
 
 from local import dynamodb_local
+from local import keystone as local_keystone
 from local.launch import Launched, RunnerFailed
 
 
@@ -48,3 +49,17 @@ def dynamodb_endpoint():
         return
     with dynamodb_local.start() as db:
         yield db.endpoint
+
+
+@pytest.fixture(scope="session")
+def keystone(tmp_path_factory):
+    """A real Keystone (local/keystone.py) for the session, seeded with
+    local.keystone.USERS: .url is http://127.0.0.1:PORT/v3. Each xdist
+    worker starts its own, on its own port, from a copy of the template set
+    up once per machine."""
+    try:
+        server = local_keystone.start_from_template(tmp_path_factory.mktemp("keystone"))
+    except local_keystone.KeystoneFailed as failed:
+        pytest.fail(str(failed))
+    yield server
+    server.stop()
