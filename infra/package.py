@@ -5,7 +5,7 @@
 
 then deploy with `aws cloudformation package` + `deploy` (see infra/README.md).
 
-Plain `chalice package` is not enough, for two reasons:
+Plain `chalice package` is not enough, for three reasons:
 
 * Size. pynamodb depends on botocore (~16 MB), which the Lambda runtime already
   has. The project is copied to a staging folder whose requirements.txt leaves
@@ -17,9 +17,17 @@ Plain `chalice package` is not enough, for two reasons:
   literals Chalice wrote (table names, the stream ARN, ARN patterns in the IAM
   policy) and configuring the stream event sources is done here, on the
   generated template, for whatever functions the app has.
+* Authentication. The stage's settings are checked (chalicelib.auth) before
+  anything is built. A stage that authenticates gets API Gateway's REQUEST
+  authorizer (the app's `authorize` function, which Chalice packages as a
+  plain function) on every route Zaqar does not leave open, its gateway
+  responses, and its Keystone URL as a template parameter unless the stage
+  names one; a noauth stage gets no authorizer. Secrets travel by reference:
+  a `*_PARAMETER` variable names an SSM parameter its functions may read.
 """
 import argparse
 import copy
+import dataclasses
 import fnmatch
 import json
 import os
@@ -34,6 +42,14 @@ from chalice.utils import to_cfn_resource_name
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 MERGE_TEMPLATE = Path(__file__).resolve().parent / "resources.json"
+
+# The service's own rules (which settings are acceptable, which routes are
+# open, what the gateway answers), whatever project folder is packaged.
+sys.path.insert(0, str(PROJECT_DIR))
+from chalicelib.auth import Misconfigured, check_settings  # noqa: E402
+from chalicelib.auth.gateway import gateway_responses, is_open  # noqa: E402
+from chalicelib.config import get_settings  # noqa: E402
+from local.stage import stage_environment  # noqa: E402
 
 # Installed into vendor/ without their dependencies (botocore is in the runtime).
 VENDOR_WITHOUT_DEPS = ("pynamodb",)
@@ -60,6 +76,29 @@ STREAM_EVENT_SETTINGS = {
 STREAM_READ_ACTIONS = {"dynamodb:DescribeStream", "dynamodb:GetRecords",
                        "dynamodb:GetShardIterator", "dynamodb:ListStreams"}
 WEBSOCKET_API = "WebsocketAPI"
+
+# Authentication (see fix_template). The app's `authorize` lambda_function:
+AUTHORIZER_FUNCTION = to_cfn_resource_name("authorize")
+AUTHORIZER = "ZaqarAuthorizer"  # its name in the swagger's securityDefinitions
+KEYSTONE_URL_PARAMETER = "KeystoneUrl"
+# Stands for the parameter while the settings are checked and the gateway
+# responses written; Fn::Sub replaces it in the template.
+KEYSTONE_URL_PLACEHOLDER = "${%s}" % KEYSTONE_URL_PARAMETER
+# No quotes or blanks: the URL goes into a quoted WWW-Authenticate value,
+# itself a single-quoted static value of a gateway response.
+KEYSTONE_URL_PATTERN = "^https?://[^\\s'\"]+$"
+# Functions whose role keeps only these statements of .chalice/policy.json:
+# the authorizer reads no table, sends no mail, pushes to no websocket.
+ROLE_STATEMENTS = {AUTHORIZER_FUNCTION: {"Logs"}}
+# A variable named *_PARAMETER holds the name of an SSM parameter (a
+# SecureString, say); the functions that have it may read that parameter.
+SSM_PARAMETER_SUFFIX = "_PARAMETER"
+SSM_PARAMETER_NAME = re.compile(r"^(/[A-Za-z0-9_.-]+)+$|^[A-Za-z0-9_.-]+$")
+# A variable named like this holds a secret, which must not be plain text in
+# a stage that authenticates: name an SSM parameter (<NAME>_PARAMETER) instead.
+SECRET_VARIABLE = re.compile(r"PASSWORD|SECRET")
+HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch",
+                "x-amazon-apigateway-any-method"}
 
 ARN = re.compile(r"^arn:aws:(?P<service>[^:]+):[^:]*:[^:]*:(?P<resource>.+)$")
 TABLE_RESOURCE = re.compile(r"^table/(?P<name>[^/]+)(?P<rest>/.*)?$")
@@ -269,13 +308,213 @@ def configure_stream_sources(resources, table_names, filters, windows=None):
     return stream_roles
 
 
-def fix_template(template, config, stage):
+# -- authentication -------------------------------------------------------------
+
+def stage_settings(stage, project_dir=PROJECT_DIR):
+    """The stage's Settings, from its variables, checked as the service checks
+    them at start (chalicelib.auth.check_settings); PackagingError if no
+    request could be served with them, or if they hold a secret in plain text.
+
+    A stage that authenticates and names no KEYSTONE_URL gets it from the
+    template's KeystoneUrl parameter: its settings then carry the placeholder
+    KEYSTONE_URL_PLACEHOLDER."""
+    try:
+        environment = stage_environment(stage, project_dir)
+    except KeyError:
+        raise PackagingError(f"no stage {stage!r} in .chalice/config.json") from None
+    try:
+        settings = get_settings(environment)
+        if settings.auth_strategy == "keystone" and not settings.keystone_url:
+            settings = dataclasses.replace(settings, keystone_url=KEYSTONE_URL_PLACEHOLDER)
+        check_settings(settings)
+    except (Misconfigured, ValueError) as error:
+        message = str(error)
+        raise PackagingError(message if message.startswith(f"stage {stage!r}")
+                             else f"stage {stage!r}: {message}") from None
+    if (settings.keystone_url != KEYSTONE_URL_PLACEHOLDER and settings.keystone_url
+            and not re.match(KEYSTONE_URL_PATTERN, settings.keystone_url)):
+        raise PackagingError(f"stage {stage!r}: KEYSTONE_URL {settings.keystone_url!r} "
+                             "is not an http(s) URL without quotes or blanks")
+    if settings.auth_strategy != "noauth":
+        plain = sorted(name for name in environment if SECRET_VARIABLE.search(name)
+                       and not name.endswith(SSM_PARAMETER_SUFFIX))
+        if plain:
+            raise PackagingError(
+                f"stage {stage!r} has secrets in plain text ({', '.join(plain)}): put each "
+                f"in SSM Parameter Store and name it in <NAME>{SSM_PARAMETER_SUFFIX} instead")
+    return settings
+
+
+def _functions(resources):
+    return _of_type(resources, "AWS::Serverless::Function")
+
+
+def _variables(function):
+    return function["Properties"].get("Environment", {}).get("Variables", {})
+
+
+def _role_of(function):
+    role = function["Properties"].get("Role")
+    return role["Fn::GetAtt"][0] if isinstance(role, dict) and "Fn::GetAtt" in role else None
+
+
+def wire_keystone_url(template):
+    """KEYSTONE_URL becomes the KeystoneUrl parameter: given at deploy time
+    (`--parameter-overrides KeystoneUrl=...`), never written in the template."""
+    template.setdefault("Parameters", {})[KEYSTONE_URL_PARAMETER] = {
+        "Type": "String",
+        "Description": "The Keystone identity v3 endpoint tokens are validated against, "
+                       "e.g. https://keystone.example.com:5000/v3",
+        "AllowedPattern": KEYSTONE_URL_PATTERN,
+        "ConstraintDescription": "an http(s) URL without quotes or blanks"}
+    for function in _functions(template["Resources"]).values():
+        function["Properties"].setdefault("Environment", {}).setdefault(
+            "Variables", {})["KEYSTONE_URL"] = {"Ref": KEYSTONE_URL_PARAMETER}
+
+
+def grant_ssm_parameters(resources):
+    """Each function may read the SSM parameters its *_PARAMETER variables
+    name (ssm:GetParameter on exactly those ARNs); it has their names only.
+    No kms:Decrypt: the default key, aws/ssm, lets every principal of the
+    account decrypt through SSM. A parameter encrypted with a customer
+    managed key needs kms:Decrypt on that key as well."""
+    granted = {}
+    for function_id, function in _functions(resources).items():
+        for variable, name in _variables(function).items():
+            if not variable.endswith(SSM_PARAMETER_SUFFIX):
+                continue
+            if not isinstance(name, str) or not SSM_PARAMETER_NAME.match(name):
+                raise PackagingError(f"{variable} of {function_id} is {name!r}, "
+                                     "not the name of an SSM parameter")
+            arn = {"Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:"
+                              f"parameter/{name.lstrip('/')}"}
+            role_id = _role_of(function)
+            if role_id and arn not in granted.setdefault(role_id, []):
+                granted[role_id].append(arn)
+    for role_id, arns in granted.items():
+        resources[role_id]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"].append(
+            {"Sid": "Parameters", "Effect": "Allow", "Action": "ssm:GetParameter",
+             "Resource": arns})
+
+
+def restrict_roles(resources, role_statements=ROLE_STATEMENTS):
+    """Cut the roles of the functions in role_statements down to the listed
+    statements of the policy file (Chalice gives each function a copy of all
+    of it), and drop the *_PARAMETER variables those functions cannot read."""
+    for function_id, sids in role_statements.items():
+        if function_id not in resources:
+            continue
+        function = resources[function_id]
+        role_id = _role_of(function)
+        sharing = sorted(other_id for other_id, other in _functions(resources).items()
+                         if other_id != function_id and _role_of(other) == role_id)
+        if role_id is None or sharing:
+            raise PackagingError(f"{function_id} must have a role of its own, not "
+                                 f"{role_id or 'a given one'} (shared with {sharing})")
+        for policy in resources[role_id]["Properties"].get("Policies", []):
+            document = policy["PolicyDocument"]
+            document["Statement"] = [statement for statement in document["Statement"]
+                                     if statement.get("Sid") in sids]
+            if not document["Statement"]:
+                raise PackagingError(f"the policy file has none of {sorted(sids)}, "
+                                     f"which {function_id} needs")
+        variables = _variables(function)
+        for variable in [name for name in variables if name.endswith(SSM_PARAMETER_SUFFIX)]:
+            del variables[variable]
+
+
+def drop_authorizer(resources):
+    """A noauth stage calls no authorizer: the function (and its role) would
+    be deployed for nothing."""
+    function = resources.pop(AUTHORIZER_FUNCTION, None)
+    if function is not None and _role_of(function):
+        resources.pop(_role_of(function))
+
+
+def _static_header(value):
+    """A gateway response's header value: a single-quoted static string,
+    through Fn::Sub when it holds the Keystone URL parameter."""
+    if "'" in value:
+        raise PackagingError(f"gateway response header value {value!r} has a quote")
+    if KEYSTONE_URL_PLACEHOLDER not in value:
+        return f"'{value}'"
+    escaped = value.replace("${", "${!").replace("${!" + KEYSTONE_URL_PARAMETER + "}",
+                                                 KEYSTONE_URL_PLACEHOLDER)
+    return {"Fn::Sub": f"'{escaped}'"}
+
+
+def attach_authorizer(resources, settings):
+    """Put the app's `authorize` function in front of every route Zaqar does
+    not leave open (chalicelib.auth.gateway.is_open), as a REQUEST authorizer,
+    and answer its refusals and failures in Zaqar's error shape."""
+    if AUTHORIZER_FUNCTION not in resources:
+        raise PackagingError(
+            f"stage {settings.stage or '(unnamed)'!r} authenticates "
+            f"(AUTH_STRATEGY={settings.auth_strategy}), but the app has no "
+            "`authorize` lambda_function to authorize its requests with")
+    if "RestAPI" not in resources:
+        return
+    swagger = resources["RestAPI"]["Properties"]["DefinitionBody"]
+    swagger.setdefault("securityDefinitions", {})[AUTHORIZER] = {
+        # Swagger wants a name and a place for an apiKey scheme; API Gateway
+        # reads only the authorizer block below.
+        "type": "apiKey", "name": "Unused", "in": "header",
+        "x-amazon-apigateway-authtype": "custom",
+        "x-amazon-apigateway-authorizer": {
+            # REQUEST, not TOKEN, uncached and with no identitySource: Zaqar's
+            # signed URLs carry no token, and API Gateway answers 401 without
+            # calling the authorizer when an identity source is missing. A
+            # cached authorizer needs an identity source present on every
+            # request (its cache key), so caching is off; the authorizer's
+            # own cache keeps Keystone out of warm calls.
+            "type": "request",
+            "authorizerUri": {"Fn::Sub": (
+                "arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2015-03-31/"
+                f"functions/${{{AUTHORIZER_FUNCTION}.Arn}}/invocations")},
+            "authorizerResultTtlInSeconds": 0,
+        },
+    }
+    for path, operations in swagger.get("paths", {}).items():
+        for method, operation in operations.items():
+            if method not in HTTP_METHODS:
+                continue
+            verb = "ANY" if method.startswith("x-") else method.upper()
+            if not is_open(verb, path):
+                operation["security"] = [{AUTHORIZER: []}]
+    responses = swagger.setdefault("x-amazon-apigateway-gateway-responses", {})
+    for kind, (status, headers, body) in gateway_responses(settings).items():
+        parameters = {"gatewayresponse.header.Content-Type": "'application/json'"}
+        parameters.update({f"gatewayresponse.header.{name}": _static_header(value)
+                           for name, value in headers.items()})
+        responses[kind] = {"statusCode": str(status), "responseParameters": parameters,
+                           "responseTemplates": {"application/json": json.dumps(body)}}
+    resources[f"{AUTHORIZER_FUNCTION}InvokePermission"] = {
+        "Type": "AWS::Lambda::Permission",
+        "Properties": {
+            "FunctionName": {"Ref": AUTHORIZER_FUNCTION},
+            "Action": "lambda:InvokeFunction",
+            "Principal": "apigateway.amazonaws.com",
+            # This API's authorizers only, not its methods or another API.
+            "SourceArn": {"Fn::Sub": "arn:${AWS::Partition}:execute-api:${AWS::Region}:"
+                                     "${AWS::AccountId}:${RestAPI}/authorizers/*"}}}
+
+
+def fix_template(template, config, stage, settings):
+    """`settings`: the stage's, from stage_settings."""
     resources = template["Resources"]
     table_names = wire_table_names(resources)
+    if settings.keystone_url == KEYSTONE_URL_PLACEHOLDER:
+        wire_keystone_url(template)
     stream_roles = configure_stream_sources(
         resources, table_names, function_settings(config, stage, "stream_filters"),
         function_settings(config, stage, "stream_batching_window"))
     tighten_policies(resources, table_names, stream_roles)
+    grant_ssm_parameters(resources)
+    if settings.auth_strategy == "noauth":
+        drop_authorizer(resources)
+    else:
+        attach_authorizer(resources, settings)
+    restrict_roles(resources)
     return template
 
 
@@ -288,13 +527,17 @@ def build(stage, out_dir, project_dir=PROJECT_DIR):
     it (rebuilding takes ~2 s); pip-installed pins are kept in build/vendored.
     """
     project_dir, out_dir = Path(project_dir), Path(out_dir).resolve()
+    for name in ("deployment.zip", "sam.json"):  # no stale output if this fails
+        (out_dir / name).unlink(missing_ok=True)
+    settings = stage_settings(stage, project_dir)  # refuse before building anything
     with tempfile.TemporaryDirectory(prefix="zaqar-package-") as stage_dir:
         stage_project(project_dir, Path(stage_dir), project_dir / "build" / "vendored")
         run_chalice_package(Path(stage_dir), stage, out_dir)
     template_path = out_dir / "sam.json"
     try:
         config = json.loads((project_dir / ".chalice" / "config.json").read_text())
-        template = fix_template(json.loads(template_path.read_text()), config, stage)
+        template = fix_template(json.loads(template_path.read_text()), config, stage,
+                                settings)
     except PackagingError:
         # Chalice's template is deployable but wrong (dangling names): drop it.
         template_path.unlink()

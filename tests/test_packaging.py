@@ -8,6 +8,7 @@ from the dev venv. Select these tests alone with `-m packaging`.
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -17,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from chalicelib.auth.gateway import gateway_responses, is_open
+from chalicelib.config import get_settings
 from chalicelib.storage.models import (
     ALL_MODELS,
     TTL_ATTRIBUTE,
@@ -37,6 +40,9 @@ TABLES = {QueueRecord: "QueuesTable", MessageRecord: "MessagesTable",
           SubscriptionRecord: "SubscriptionsTable", ConnectionRecord: "ConnectionsTable"}
 # What the Lambda Python runtime provides besides the standard library.
 RUNTIME_MODULES = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six")
+# Swagger operations (Chalice writes no ANY method, but one would count).
+HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch",
+                "x-amazon-apigateway-any-method")
 
 
 def package(project_dir, out_dir, stage="dev"):
@@ -227,6 +233,11 @@ def notify(event):
 @app.on_ws_message()
 def message(event):
     pass
+
+
+@app.lambda_function(name="authorize")
+def authorize(event, context):
+    return {}
 '''
 
 
@@ -234,9 +245,12 @@ NEW_MESSAGES_ONLY = {"eventName": ["INSERT"],
                      "dynamodb": {"NewImage": {"sk": {"S": [{"prefix": "m#"}]}}}}
 
 
-def event_app_project(directory, app_source=EVENT_APP, filtered_handler="notify"):
-    """A project with the real stage config and policy, a stream handler and
-    a websocket handler, and a stream filter for one handler."""
+def event_app_project(directory, app_source=EVENT_APP, filtered_handler="notify",
+                      stage_variables=None):
+    """A project with the real stage config and policy, a stream handler,
+    a websocket handler and an authorizer, and a stream filter for one
+    handler. stage_variables: {stage: {variable: value}} added to a stage's
+    variables (a stage the config lacks starts as a copy of dev)."""
     directory.mkdir(exist_ok=True)
     (directory / "app.py").write_text(textwrap.dedent(app_source))
     shutil.copytree(ROOT / ".chalice", directory / ".chalice",
@@ -245,13 +259,21 @@ def event_app_project(directory, app_source=EVENT_APP, filtered_handler="notify"
     config = json.loads(config_path.read_text())
     # The real config's per-function settings name the real app's handlers.
     config["lambda_functions"] = {filtered_handler: {"stream_filters": [NEW_MESSAGES_ONLY]}}
+    for stage, variables in (stage_variables or {}).items():
+        section = config["stages"].setdefault(stage, json.loads(json.dumps(
+            config["stages"]["dev"])))
+        section["environment_variables"].update(variables)
     config_path.write_text(json.dumps(config))
     return directory
 
 
+TRUSTEE_PASSWORD = "/zaqar/prod/trustee-password"  # an SSM parameter's name
+
+
 @pytest.fixture(scope="module")
 def event_app_template(tmp_path_factory):
-    project = event_app_project(tmp_path_factory.mktemp("events-app"))
+    project = event_app_project(tmp_path_factory.mktemp("events-app"), stage_variables={
+        "prod": {"KEYSTONE_TRUSTEE_PASSWORD_PARAMETER": TRUSTEE_PASSWORD}})
     result = package(project, project / "out", stage="prod")
     assert result.returncode == 0, result.stderr
     return project / "out" / "sam.json"
@@ -313,3 +335,178 @@ def test_stats_handler_waits_to_fill_its_batches(template):
               if event["Type"] == "DynamoDB"}
     assert events["CountMessages"]["MaximumBatchingWindowInSeconds"] == 5
     assert events["NotifySubscribers"]["MaximumBatchingWindowInSeconds"] == 0
+
+
+# -- authentication: the prod stage authenticates with Keystone, dev does not --
+
+@pytest.fixture(scope="module")
+def prod_built(tmp_path_factory):
+    out_dir = tmp_path_factory.mktemp("package-prod")
+    result = package(ROOT, out_dir, stage="prod")
+    assert result.returncode == 0, result.stderr
+    return out_dir / "sam.json"
+
+
+@pytest.fixture(scope="module")
+def prod_template(prod_built):
+    return json.loads(prod_built.read_text())
+
+
+def swagger_of(template):
+    return template["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]
+
+
+def operations(template):
+    """{(METHOD, path): swagger operation}, for every route the template has."""
+    return {("ANY" if method.startswith("x-") else method.upper(), path): operation
+            for path, methods in swagger_of(template)["paths"].items()
+            for method, operation in methods.items() if method in HTTP_METHODS}
+
+
+def functions(template):
+    return {function_id: resource["Properties"]
+            for function_id, resource in template["Resources"].items()
+            if resource["Type"] == "AWS::Serverless::Function"}
+
+
+def statements_of(template, role):
+    return {statement["Sid"]: statement for statement in
+            template["Resources"][role]["Properties"]["Policies"][0]
+            ["PolicyDocument"]["Statement"]}
+
+
+def test_prod_template_passes_cfn_lint(prod_built):
+    result = cfn_lint(prod_built)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_prod_authorizer_guards_every_route_but_the_open_ones(prod_template):
+    swagger = swagger_of(prod_template)
+    [(name, scheme)] = swagger["securityDefinitions"].items()
+    assert scheme["x-amazon-apigateway-authtype"] == "custom"
+    authorizer = scheme["x-amazon-apigateway-authorizer"]
+    # REQUEST and uncached, with no identity source: signed URLs carry no token.
+    assert authorizer["type"] == "request"
+    assert authorizer["authorizerResultTtlInSeconds"] == 0
+    assert "identitySource" not in authorizer
+    assert "${Authorize.Arn}" in authorizer["authorizerUri"]["Fn::Sub"]
+    assert functions(prod_template)["Authorize"]["Handler"] == "app.authorize"
+
+    routes = operations(prod_template)
+    assert len(routes) > 50  # every route of the app, fallbacks included
+    unguarded = {route for route, operation in routes.items() if "security" not in operation}
+    assert unguarded == {("GET", "/")} == {route for route in routes if is_open(*route)}
+    for route, operation in routes.items():
+        if route not in unguarded:
+            assert operation["security"] == [{name: []}], route
+
+
+def test_api_gateway_may_invoke_the_authorizer(prod_template):
+    [permission] = [resource["Properties"] for resource in prod_template["Resources"].values()
+                    if resource["Type"] == "AWS::Lambda::Permission"
+                    and resource["Properties"]["FunctionName"] == {"Ref": "Authorize"}]
+    assert permission["Action"] == "lambda:InvokeFunction"
+    assert permission["Principal"] == "apigateway.amazonaws.com"
+    assert permission["SourceArn"]["Fn::Sub"].endswith(":${RestAPI}/authorizers/*")
+
+
+def test_gateway_refuses_like_keystonemiddleware(prod_template):
+    responses = swagger_of(prod_template)["x-amazon-apigateway-gateway-responses"]
+    assert {"MISSING_AUTHENTICATION_TOKEN", "DEFAULT_5XX"} <= set(responses)  # kept
+    expected = gateway_responses(get_settings({"KEYSTONE_URL": "https://keystone.example/v3"}))
+
+    refused = responses["UNAUTHORIZED"]
+    assert refused["statusCode"] == "401"
+    body = json.loads(refused["responseTemplates"]["application/json"])
+    assert body == expected["UNAUTHORIZED"][2]
+    assert body["description"] == "The request you have made requires authentication."
+    headers = refused["responseParameters"]
+    assert headers["gatewayresponse.header.WWW-Authenticate"] == {
+        "Fn::Sub": "'Keystone uri=\"${KeystoneUrl}\"'"}
+    assert headers["gatewayresponse.header.Content-Type"] == "'application/json'"
+
+    failed = responses["AUTHORIZER_FAILURE"]
+    assert failed["statusCode"] == "503"
+    assert json.loads(failed["responseTemplates"]["application/json"]) == (
+        expected["AUTHORIZER_FAILURE"][2])
+
+
+def test_authorizer_role_only_writes_logs(prod_template):
+    role = functions(prod_template)["Authorize"]["Role"]["Fn::GetAtt"][0]
+    assert set(statements_of(prod_template, role)) == {"Logs"}
+    assert "dynamodb" not in json.dumps(prod_template["Resources"][role])
+
+
+def test_prod_keystone_url_is_a_parameter_and_no_secret_is_plain(prod_template):
+    parameter = prod_template["Parameters"]["KeystoneUrl"]
+    assert parameter["Type"] == "String" and "Default" not in parameter
+    pattern = re.compile(parameter["AllowedPattern"])
+    assert pattern.match("https://keystone.example.com:5000/v3")
+    assert not pattern.match("keystone.example.com") and not pattern.match('https://k"/v3')
+    for function_id, properties in functions(prod_template).items():
+        variables = properties["Environment"]["Variables"]
+        assert variables["KEYSTONE_URL"] == {"Ref": "KeystoneUrl"}, function_id
+        for variable, value in variables.items():
+            assert not (isinstance(value, str) and re.match(r"https?://", value)), variable
+            assert (not re.search("PASSWORD|SECRET", variable)
+                    or variable.endswith("_PARAMETER")), variable
+
+
+def test_dev_template_has_no_authorizer(template):
+    swagger = swagger_of(template)
+    assert "securityDefinitions" not in swagger
+    assert all("security" not in operation for operation in operations(template).values())
+    assert "UNAUTHORIZED" not in swagger["x-amazon-apigateway-gateway-responses"]
+    # Nothing would call it: the function is left out, its role with it.
+    assert "Authorize" not in template["Resources"]
+    assert "AuthorizeRole" not in template["Resources"]
+    assert "KeystoneUrl" not in template.get("Parameters", {})
+
+
+def test_functions_get_only_the_names_of_ssm_secrets(event_app_template):
+    template = json.loads(event_app_template.read_text())
+    parameter_arn = {"Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:"
+                                "parameter/zaqar/prod/trustee-password"}
+    for function_id, properties in functions(template).items():
+        role = properties["Role"]["Fn::GetAtt"][0]
+        granted = statements_of(template, role).get("Parameters")
+        if function_id == "Authorize":
+            assert granted is None
+            assert "KEYSTONE_TRUSTEE_PASSWORD_PARAMETER" not in properties["Environment"][
+                "Variables"]
+            continue
+        assert properties["Environment"]["Variables"][
+            "KEYSTONE_TRUSTEE_PASSWORD_PARAMETER"] == TRUSTEE_PASSWORD
+        assert granted["Action"] == "ssm:GetParameter", function_id
+        assert granted["Resource"] == [parameter_arn], function_id
+
+
+NOAUTH_STAGE = {"STAGE": "staging", "AUTH_STRATEGY": "noauth"}
+
+
+@pytest.mark.parametrize("stage, variables, complaint", [
+    ("staging", NOAUTH_STAGE,
+     "stage 'staging' has AUTH_STRATEGY=noauth: anyone could act for any project"),
+    ("prod", {"KEYSTONE_TRUSTEE_PASSWORD": "hunter2"},
+     "stage 'prod' has secrets in plain text (KEYSTONE_TRUSTEE_PASSWORD)"),
+    ("prod", {"KEYSTONE_URL": 'https://keystone"/v3'}, "is not an http(s) URL"),
+    ("prod", {"POLICY": "not json"}, "stage 'prod': POLICY:"),
+], ids=["noauth outside dev", "plain password", "bad keystone url", "bad policy"])
+def test_packaging_refuses_unsafe_stages(tmp_path, stage, variables, complaint):
+    project = event_app_project(tmp_path / "project", stage_variables={stage: variables})
+    (project / "out").mkdir()
+    (project / "out" / "sam.json").write_text("{}")  # a previous build's
+    result = package(project, project / "out", stage=stage)
+    assert result.returncode != 0
+    assert complaint in result.stderr
+    assert not (project / "out" / "sam.json").exists()
+
+
+def test_noauth_outside_dev_needs_allow_noauth(tmp_path):
+    project = event_app_project(tmp_path / "project", stage_variables={
+        "staging": dict(NOAUTH_STAGE, ALLOW_NOAUTH="true")})
+    result = package(project, project / "out", stage="staging")
+    assert result.returncode == 0, result.stderr
+    template = json.loads((project / "out" / "sam.json").read_text())
+    assert "securityDefinitions" not in swagger_of(template)
+    assert "Authorize" not in template["Resources"]
