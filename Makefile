@@ -13,6 +13,10 @@ STAGE ?= dev
 WS_PORT ?= 9000
 DYNAMODB_PORT ?= 8000
 PYTEST_ARGS ?= -n 2
+# AUTH=keystone KEYSTONE_URL=http://127.0.0.1:5000/v3 authenticates with that
+# Keystone instead of as the stage says (dev: noauth).
+AUTH ?=
+KEYSTONE_URL ?=
 
 VENV := .venv
 VENV_STAMP := $(VENV)/.requirements-installed
@@ -23,7 +27,8 @@ KEYSTONE_STAMP := .local/keystone/.installed
 
 run: $(VENV_STAMP) $(DYNAMODB_STAMP)
 	$(VENV)/bin/python -m local.runner --host $(HOST) --port $(PORT) --ws-port $(WS_PORT) \
-		--dynamodb-port $(DYNAMODB_PORT) --data-dir $(DATA_DIR) --stage $(STAGE)
+		--dynamodb-port $(DYNAMODB_PORT) --data-dir $(DATA_DIR) --stage $(STAGE) \
+		$(if $(AUTH),--auth $(AUTH)) $(if $(KEYSTONE_URL),--keystone-url $(KEYSTONE_URL))
 
 test: $(VENV_STAMP) $(DYNAMODB_STAMP) $(KEYSTONE_STAMP)
 	$(VENV)/bin/ruff check .

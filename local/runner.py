@@ -119,10 +119,13 @@ def configure_environment(stage, endpoint, overrides=None):
     os.environ.pop("AWS_PROFILE", None)
 
 
-def load_app(stage):
-    """The app and its Chalice config, loaded as `chalice local` loads them."""
+def load_app(stage, overrides=None):
+    """The app and its Chalice config, loaded as `chalice local` loads them.
+    Loading sets the stage's variables again: `overrides` go back over them."""
     config = CLIFactory(str(PROJECT_DIR), environ=os.environ).create_config_obj(stage)
-    return config.chalice_app, config
+    app = config.chalice_app
+    os.environ.update(overrides or {})
+    return app, config
 
 
 def build_storage_clients():
@@ -335,11 +338,12 @@ def main(argv=None):
     try:
         storage = start_storage(args.host, args.dynamodb_port, data_dir)
         log.info("storage: %s", storage.description)
-        configure_environment(args.stage, storage.endpoint, auth_overrides(args))
+        overrides = auth_overrides(args)
+        configure_environment(args.stage, storage.endpoint, overrides)
         settings = checked_settings()
         from local.tables import create_tables
         create_tables()
-        app, config = load_app(args.stage)
+        app, config = load_app(args.stage, overrides)
         build_storage_clients()
         if args.clock_file:
             shift_clock(args.clock_file)
