@@ -19,7 +19,13 @@ import pytest
 
 from chalicelib import clock
 from chalicelib.actions import claims, messages
-from contract.support import context, model_classes, models_at, new_project, shared_dynamodb_local
+from contract.support import (
+    context,
+    model_classes,
+    new_project,
+    shared_dynamodb_local,
+    storage_at,
+)
 from local import dynamodb_local
 from local.tables import create_tables
 
@@ -70,13 +76,15 @@ class OneRequestAtATime:
 
 @pytest.fixture(scope="module")
 def backend():
+    """(name, settings) of the backend; the actions build storage from the settings."""
     if not dynamodb_local.java_available():
-        with moto.mock_aws(), OneRequestAtATime():
-            create_tables()
-            yield "moto"
+        # The lock goes on the clients of the models the settings point at.
+        with moto.mock_aws(), storage_at(None) as settings, OneRequestAtATime():
+            create_tables(settings)
+            yield "moto", settings
         return
-    with models_at(shared_dynamodb_local()):
-        yield "dynamodb-local"
+    with storage_at(shared_dynamodb_local()) as settings:
+        yield "dynamodb-local", settings
 
 
 class Ledger:
@@ -162,7 +170,8 @@ def assert_queue_empty(ctx, queue):
 
 
 def test_claimers_consume_each_message_exactly_once(backend):
-    ctx, queue, total = context(new_project()), "work", QUEUE_DEPTH[backend]
+    name, settings = backend
+    ctx, queue, total = context(new_project(), settings), "work", QUEUE_DEPTH[name]
     posted = []
     for start in range(0, total, 50):
         posted += messages.post(ctx, queue, {"messages": [
@@ -175,14 +184,15 @@ def test_claimers_consume_each_message_exactly_once(backend):
 
     assert_exclusive_and_complete(ledger, posted)
     assert_queue_empty(ctx, queue)
-    print(f"\n{backend}: {CLAIMERS} claimers consumed {total} messages in "
+    print(f"\n{name}: {CLAIMERS} claimers consumed {total} messages in "
           f"{elapsed:.1f} s with {len(ledger.claims)} claims "
           f"({ledger.empty_claims} empty)")
 
 
 def test_producers_and_claimers_at_once_lose_nothing(backend):
-    ctx, queue = context(new_project()), "busy"
-    batches = PRODUCER_BATCHES[backend]
+    name, settings = backend
+    ctx, queue = context(new_project(), settings), "busy"
+    batches = PRODUCER_BATCHES[name]
     per_producer = sum(batches)
     posted = {producer: [] for producer in range(PRODUCERS)}
     producing = [PRODUCERS]
@@ -220,6 +230,6 @@ def test_producers_and_claimers_at_once_lose_nothing(backend):
         assert ids == sorted(ids)
     assert_exclusive_and_complete(ledger, sum(posted.values(), []))
     assert_queue_empty(ctx, queue)
-    print(f"\n{backend}: {PRODUCERS} producers posted {PRODUCERS * per_producer} "
+    print(f"\n{name}: {PRODUCERS} producers posted {PRODUCERS * per_producer} "
           f"messages while {CLAIMERS} claimers consumed them, in {elapsed:.1f} s "
           f"with {len(ledger.claims)} claims ({ledger.empty_claims} empty)")

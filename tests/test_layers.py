@@ -1,8 +1,8 @@
 """Imports point one way: app -> transports -> actions and auth -> notify ->
 storage -> the base modules (config, errors, clock, validation, signed_urls,
-keystone_api), with no
-cycle between modules and no transport importing another. Read from the
-source with `ast`, function-level imports included."""
+keystone_api), with no cycle between modules and no transport importing
+another; the actions reach storage through its contract only. Read from the
+source with `ast`, function-level and type-only imports included."""
 import ast
 from pathlib import Path
 
@@ -23,6 +23,10 @@ SDK_ALLOWED = {"pynamodb": {"chalicelib.storage"},
                "boto3": {"chalicelib.storage", "chalicelib.notify", "app"},
                "botocore": {"chalicelib.storage", "chalicelib.notify", "app"}}
 SDK_ROOTS = set(SDK_ALLOWED)
+# What the actions may import of storage: the contract, its errors and the
+# entry that builds the driver from settings; never a store's module.
+STORAGE_CONTRACT = {"chalicelib.storage", "chalicelib.storage.base",
+                    "chalicelib.storage.errors", "chalicelib.storage.dynamodb"}
 
 
 def unit_of(module):
@@ -78,7 +82,8 @@ def project_graph():
 
 def violations(graph):
     """What breaks the rule in `graph`: upward or sideways imports between
-    units, AWS SDK imports outside storage and notify, and import cycles."""
+    units, AWS SDK imports outside storage and notify, actions importing a
+    storage module other than the contract, and import cycles."""
     found = []
     for module, targets in graph.items():
         source = unit_of(module)
@@ -94,6 +99,9 @@ def violations(graph):
                 found.append(f"{module} imports {target}, a layer above it")
             elif rank_of(unit) == rank_of(source) and rank_of(source) > 0:
                 found.append(f"{module} imports {target}, beside it")
+            if (source == "chalicelib.actions" and unit == "chalicelib.storage"
+                    and target not in STORAGE_CONTRACT):
+                found.append(f"{module} imports {target}, not the storage contract")
     found += [f"import cycle: {' -> '.join(cycle)}" for cycle in cycles(graph)]
     return found
 
@@ -132,7 +140,8 @@ def test_the_rule_finds_what_breaks_it():
         "app": {"chalicelib.rest"},
         "chalicelib.rest": {"chalicelib.actions.queues", "chalicelib.websocket.push"},
         "chalicelib.websocket.push": set(),
-        "chalicelib.actions.queues": {"chalicelib.storage.queues", "boto3"},
+        "chalicelib.actions.queues": {"chalicelib.storage.queues", "boto3",
+                                      "chalicelib.storage.base", "chalicelib.storage.dynamodb"},
         "chalicelib.storage.queues": {"chalicelib.storage.claims", "chalicelib.actions.queues"},
         "chalicelib.storage.claims": {"chalicelib.storage.queues", "pynamodb.models"},
         "chalicelib.notify.stream": {"pynamodb"},
@@ -145,4 +154,8 @@ def test_the_rule_finds_what_breaks_it():
     assert any(line.startswith("import cycle: ") and "chalicelib.storage.claims" in line
                for line in found)
     assert "chalicelib.notify.stream imports the AWS SDK (pynamodb)" in found
+    assert ("chalicelib.actions.queues imports chalicelib.storage.queues, not the storage "
+            "contract" in found)
+    assert not any("storage.base, not" in line or "storage.dynamodb, not" in line
+                   for line in found)
     assert not any("storage.claims imports the AWS SDK" in line for line in found)

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from chalicelib.actions import storage
 from chalicelib.actions.messages import load_queue
 from chalicelib.errors import InvalidBody, NotFound
-from chalicelib.storage import claims as claim_store
+from chalicelib.storage.base import DeadLetter
 from chalicelib.validation import check_limit, check_queue_name, validate
 
 if TYPE_CHECKING:
-    from chalicelib.storage.messages import Message
+    from chalicelib.storage.base import Message
     from chalicelib.validation import Context
 
 
@@ -30,27 +31,27 @@ def create(ctx: Context, queue_name: str, document: object = None,
     metadata, floor = load_queue(ctx, queue_name)
     if metadata is None:
         return None, []
-    return claim_store.create(
+    return storage(ctx).claims.create(
         ctx.project, queue_name, floor,
         ttl=document.get("ttl", settings.default_claim_ttl),
         grace=document.get("grace", settings.default_claim_grace), limit=limit,
         dead_letter=dead_letter_of(ctx, metadata))
 
 
-def dead_letter_of(ctx: Context, metadata: dict) -> claim_store.DeadLetter | None:
+def dead_letter_of(ctx: Context, metadata: dict) -> DeadLetter | None:
     """The queue's dead-letter settings; they act only when both the queue and
     the claim count are set, as in Zaqar."""
     queue, max_claims = metadata.get("_dead_letter_queue"), metadata.get("_max_claim_count")
     if not queue or not isinstance(max_claims, int) or max_claims < 1:
         return None
-    return claim_store.DeadLetter(ctx.project, queue, max_claims,
-                                  metadata.get("_dead_letter_queue_messages_ttl") or None)
+    return DeadLetter(ctx.project, queue, max_claims,
+                      metadata.get("_dead_letter_queue_messages_ttl") or None)
 
 
 def get(ctx: Context, queue_name: str, claim_id: str) -> tuple[int, int, list[Message]]:
     """(age, ttl, [Message]) of a live claim."""
     check_queue_name(queue_name)
-    found = claim_store.get(ctx.project, queue_name, claim_id)
+    found = storage(ctx).claims.get(ctx.project, queue_name, claim_id)
     if found is None:
         raise _not_found(ctx, queue_name, claim_id)
     return found
@@ -61,7 +62,7 @@ def update(ctx: Context, queue_name: str, claim_id: str, document: object) -> No
     if document is None:
         raise InvalidBody("Request body can not be empty")
     validate("claim_update", document, ctx.settings)
-    renewed = claim_store.renew(
+    renewed = storage(ctx).claims.renew(
         ctx.project, queue_name, claim_id,
         ttl=document.get("ttl", ctx.settings.default_claim_ttl),
         grace=document.get("grace", ctx.settings.default_claim_grace))
@@ -71,4 +72,4 @@ def update(ctx: Context, queue_name: str, claim_id: str, document: object) -> No
 
 def delete(ctx: Context, queue_name: str, claim_id: str) -> None:
     check_queue_name(queue_name)
-    claim_store.release(ctx.project, queue_name, claim_id)
+    storage(ctx).claims.release(ctx.project, queue_name, claim_id)

@@ -6,18 +6,17 @@ import time
 import uuid
 from typing import TYPE_CHECKING
 
-from chalicelib.actions import claims, messages, queues
+from chalicelib.actions import claims, messages, queues, storage
 from chalicelib.errors import NotFound, ServiceUnavailable
-from chalicelib.storage import queues as queue_store
 from chalicelib.storage.errors import is_backend_failure
 
 if TYPE_CHECKING:
     from chalicelib.validation import Context
 
 
-def storage_reachable() -> bool:
+def storage_reachable(ctx: Context) -> bool:
     try:
-        queue_store.get_metadata("-", "ping")
+        storage(ctx).queues.get_metadata("-", "ping")
     except ServiceUnavailable:
         return False
     except Exception as error:
@@ -72,4 +71,4 @@ def health(ctx: Context) -> dict:
             lambda: messages.delete_many(probe, name, found["ids"][-20:])),
         "delete_queue": _timed(lambda: queues.delete(probe, name)),
     }
-    return {"storage_reachable": storage_reachable(), "operation_status": status}
+    return {"storage_reachable": storage_reachable(ctx), "operation_status": status}

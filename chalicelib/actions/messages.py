@@ -4,17 +4,14 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+from chalicelib.actions import storage
 from chalicelib.errors import BadRequest, Forbidden, NotFound
-from chalicelib.storage import claims as claim_store
-from chalicelib.storage import listing
-from chalicelib.storage import messages as message_store
-from chalicelib.storage import queues as queue_store
 from chalicelib.storage.errors import ClaimedByAnother, ClaimNotFound, MessageNotClaimed
 from chalicelib.validation import check_limit, check_queue_name, validate
 
 if TYPE_CHECKING:
     from chalicelib.config import Settings
-    from chalicelib.storage.messages import Message
+    from chalicelib.storage.base import Message
     from chalicelib.validation import Context
 
 
@@ -22,10 +19,11 @@ def load_queue(ctx: Context, queue_name: str,
                create: bool = False) -> tuple[dict | None, int | None]:
     """(metadata, floor) of the queue; with create, a missing queue is created
     first, as Zaqar does on a post. (None, None) if missing otherwise."""
-    metadata, floor = queue_store.get_with_floor(ctx.project, queue_name)
+    queues = storage(ctx).queues
+    metadata, floor = queues.get_with_floor(ctx.project, queue_name)
     if metadata is None and create:
-        queue_store.create(ctx.project, queue_name, {})
-        metadata, floor = queue_store.get_with_floor(ctx.project, queue_name)
+        queues.create(ctx.project, queue_name, {})
+        metadata, floor = queues.get_with_floor(ctx.project, queue_name)
     return metadata, floor
 
 
@@ -82,8 +80,8 @@ def post(ctx: Context, queue_name: str, document: object,
         if default_delay:
             kept["delay"] = message.get("delay", default_delay)
         batch.append(kept)
-    return message_store.post(ctx.project, queue_name, batch, ctx.client_id,
-                              enable_checksum=settings.enable_checksum)
+    return storage(ctx).messages.post(ctx.project, queue_name, batch, ctx.client_id,
+                                      enable_checksum=settings.enable_checksum)
 
 
 def list_messages(ctx: Context, queue_name: str, marker: str | None = None,
@@ -103,7 +101,7 @@ def list_messages(ctx: Context, queue_name: str, marker: str | None = None,
     # is asked for free messages only: that view reads from the claim cursor,
     # not through every held message.
     delay_queue = bool(metadata.get("_default_message_delay"))
-    found, marker = listing.list_messages(
+    found, marker = storage(ctx).listing.list_messages(
         ctx.project, queue_name, floor, marker=marker, limit=limit,
         skip_client=None if echo else ctx.client_id,
         include_claimed=include_claimed, include_delayed=include_delayed and delay_queue)
@@ -112,7 +110,7 @@ def list_messages(ctx: Context, queue_name: str, marker: str | None = None,
 
 def get(ctx: Context, queue_name: str, message_id: str) -> Message:
     check_queue_name(queue_name)
-    message = message_store.get(ctx.project, queue_name, message_id)
+    message = storage(ctx).messages.get(ctx.project, queue_name, message_id)
     if message is None:
         raise NotFound(f"Message {message_id} does not exist in queue "
                        f"{queue_name} for project {ctx.project}")
@@ -123,7 +121,7 @@ def get_many(ctx: Context, queue_name: str, message_ids: list[str]) -> list[Mess
     check_queue_name(queue_name)
     check_limit(len(message_ids), ctx.settings.max_messages_per_page,
                 "may not be greater than")
-    found = message_store.get_many(ctx.project, queue_name, message_ids)
+    found = storage(ctx).messages.get_many(ctx.project, queue_name, message_ids)
     if not found:
         # The ids are shown as Zaqar shows them: a Python list.
         raise NotFound(f"No messages with IDs: {list(message_ids)} found in "
@@ -135,7 +133,7 @@ def delete(ctx: Context, queue_name: str, message_id: str,
            claim_id: str | None = None) -> None:
     check_queue_name(queue_name)
     try:
-        claim_store.delete_message(ctx.project, queue_name, message_id, claim_id)
+        storage(ctx).claims.delete_message(ctx.project, queue_name, message_id, claim_id)
     except ClaimNotFound:
         raise BadRequest("The specified claim does not exist or has expired.",
                          title="Unable to delete")
@@ -157,7 +155,7 @@ def delete_many(ctx: Context, queue_name: str, message_ids: list[str],
     if ctx.settings.message_delete_with_claim_id and not claim_ids:
         raise BadRequest("The request should have claim_ids parameter when "
                          "message_delete_with_claim_id is enabled.")
-    message_store.delete_many(ctx.project, queue_name, message_ids)
+    storage(ctx).messages.delete_many(ctx.project, queue_name, message_ids)
 
 
 def delete_or_pop(ctx: Context, queue_name: str, ids: list[str] | None = None,
@@ -187,4 +185,4 @@ def pop_messages(ctx: Context, queue_name: str, count: int) -> list[Message]:
     metadata, floor = load_queue(ctx, queue_name)
     if metadata is None:
         return []
-    return claim_store.pop(ctx.project, queue_name, floor, count)
+    return storage(ctx).claims.pop(ctx.project, queue_name, floor, count)

@@ -5,11 +5,8 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from chalicelib import clock, signed_urls
+from chalicelib.actions import storage
 from chalicelib.errors import BadRequest, Conflict, InvalidBody, NotFound
-from chalicelib.storage import messages as message_store
-from chalicelib.storage import queues as queue_store
-from chalicelib.storage import stats as stats_store
-from chalicelib.storage import subscriptions as subscription_store
 from chalicelib.validation import QUEUE_NAME_MAX, check_limit, check_queue_name, validate
 
 if TYPE_CHECKING:
@@ -83,19 +80,19 @@ def create(ctx: Context, name: str, metadata: object = None) -> bool:
     if not isinstance(metadata, dict):
         raise InvalidBody("Document type not supported.")
     check_metadata(metadata, ctx.settings)
-    return queue_store.create(ctx.project, name, metadata)
+    return storage(ctx).queues.create(ctx.project, name, metadata)
 
 
 def get(ctx: Context, name: str) -> dict:
     """The stored metadata ({} for a missing queue, as Zaqar answers)."""
     check_queue_name(name)
-    return queue_store.get_metadata(ctx.project, name) or {}
+    return storage(ctx).queues.get_metadata(ctx.project, name) or {}
 
 
 def delete(ctx: Context, name: str) -> None:
     check_queue_name(name)
-    message_store.delete_queue_contents(ctx.project, name)
-    queue_store.delete(ctx.project, name)
+    storage(ctx).messages.delete_queue_contents(ctx.project, name)
+    storage(ctx).queues.delete(ctx.project, name)
 
 
 def _filter_value(text):
@@ -128,16 +125,16 @@ def list_queues(ctx: Context, marker: str | None = None, limit: int | None = Non
     # names where its first QUEUE_NAME_MAX characters do; cut, it also stays
     # within DynamoDB's key size.
     marker = marker[:QUEUE_NAME_MAX] if marker else marker
-    page = queue_store.list_page(ctx.project, marker=marker, limit=limit,
-                                 name_filter=name,
-                                 match=_metadata_matcher(metadata_filters))
+    page = storage(ctx).queues.list_page(ctx.project, marker=marker, limit=limit,
+                                         name_filter=name,
+                                         match=_metadata_matcher(metadata_filters))
     queues = []
     for queue_name, metadata in page:
         entry = {"name": queue_name}
         if detailed:
             entry["metadata"] = with_defaults(metadata, ctx.settings)
         queues.append(entry)
-    count = queue_store.count(ctx.project) if with_count else None
+    count = storage(ctx).queues.count(ctx.project) if with_count else None
     return queues, count
 
 
@@ -192,7 +189,7 @@ def patch(ctx: Context, name: str, operations: object) -> dict:
         check_metadata(updated, ctx.settings, error=InvalidBody)
         return updated
 
-    metadata = queue_store.update_metadata(ctx.project, name, change_and_check)
+    metadata = storage(ctx).queues.update_metadata(ctx.project, name, change_and_check)
     if metadata is None:
         raise NotFound(f"Queue {name} does not exist for project {ctx.project}")
     return with_defaults(metadata, ctx.settings)
@@ -203,10 +200,10 @@ def stats(ctx: Context, name: str) -> tuple[dict, bool]:
     the queue exists). See storage.stats for how exact the counts are; a
     missing queue has zero counts."""
     check_queue_name(name)
-    metadata, floor = queue_store.get_with_floor(ctx.project, name)
+    metadata, floor = storage(ctx).queues.get_with_floor(ctx.project, name)
     if metadata is None:
         return {"claimed": 0, "delayed": 0, "free": 0, "total": 0}, False
-    counts, oldest, newest = stats_store.queue_stats(ctx.project, name, floor)
+    counts, oldest, newest = storage(ctx).stats.queue_stats(ctx.project, name, floor)
     shown, now = dict(counts), clock.now_ms()
     for key, message in (("oldest", oldest), ("newest", newest)):
         if message is not None:
@@ -225,9 +222,9 @@ def purge(ctx: Context, name: str, document: object = None) -> None:
     validate("queue_purge", document, ctx.settings)
     resource_types = document.get("resource_types") or ["messages", "subscriptions"]
     if "messages" in resource_types:
-        message_store.purge(ctx.project, name)
+        storage(ctx).messages.purge(ctx.project, name)
     if "subscriptions" in resource_types:
-        subscription_store.purge(ctx.project, name)
+        storage(ctx).subscriptions.purge(ctx.project, name)
 
 
 SHAREABLE_PATHS = ("messages", "subscriptions", "claims")

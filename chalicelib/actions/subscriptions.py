@@ -5,15 +5,15 @@ import datetime
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from chalicelib.actions import queues
+from chalicelib.actions import queues, storage
 from chalicelib.actions.messages import load_queue
 from chalicelib.errors import BadRequest, Conflict, NotFound
 from chalicelib.notify import delivery, targets
-from chalicelib.storage import subscriptions as store
 from chalicelib.storage.errors import SubscriberTaken
 from chalicelib.validation import check_limit, check_queue_name, validate
 
 if TYPE_CHECKING:
+    from chalicelib.storage.base import Subscription
     from chalicelib.validation import Context
 
 # Zaqar's `subscriber_types`; the trust+ ones are refused with a reason.
@@ -35,7 +35,7 @@ def _time(epoch_ms):
     return moment.isoformat().replace("+00:00", "Z")
 
 
-def view(subscription: store.Subscription, now: int) -> dict:
+def view(subscription: Subscription, now: int) -> dict:
     """A subscription as both transports show it: Zaqar's fields, plus how
     delivery went: deliveries that failed for good (refused, or out of
     retries) and the last such failure."""
@@ -93,7 +93,7 @@ def create(ctx: Context, queue_name: str, document: object) -> tuple[str, bool]:
         raise BadRequest("Missing parameter subscriber in body.")
     fields = _check_fields(document, settings)
     load_queue(ctx, queue_name, create=True)
-    subscription, created = store.create(
+    subscription, created = storage(ctx).subscriptions.create(
         ctx.project, queue_name, fields["subscriber"],
         fields.get("ttl", settings.default_subscription_ttl), fields.get("options") or {})
     if not created and subscription.confirmed:
@@ -103,17 +103,17 @@ def create(ctx: Context, queue_name: str, document: object) -> tuple[str, bool]:
 
 
 def list_subscriptions(ctx: Context, queue_name: str, marker: str | None = None,
-                       limit: int | None = None) -> list[store.Subscription]:
+                       limit: int | None = None) -> list[Subscription]:
     """A page of the queue's live subscriptions, in creation order."""
     check_queue_name(queue_name)
     limit = 10 if limit is None else limit
     check_limit(limit, ctx.settings.max_subscriptions_per_page, "may not be greater than")
-    return store.list_page(ctx.project, queue_name, marker=marker, limit=limit)
+    return storage(ctx).subscriptions.list_page(ctx.project, queue_name, marker=marker, limit=limit)
 
 
-def get(ctx: Context, queue_name: str, subscription_id: str) -> store.Subscription:
+def get(ctx: Context, queue_name: str, subscription_id: str) -> Subscription:
     check_queue_name(queue_name)
-    subscription = store.get(ctx.project, queue_name, subscription_id)
+    subscription = storage(ctx).subscriptions.get(ctx.project, queue_name, subscription_id)
     if subscription is None:
         raise _not_found(subscription_id)
     return subscription
@@ -127,7 +127,8 @@ def update(ctx: Context, queue_name: str, subscription_id: str, document: object
     if not fields:
         raise BadRequest("No subscription to create.")
     try:
-        subscription = store.update(ctx.project, queue_name, subscription_id, **fields)
+        subscription = storage(ctx).subscriptions.update(ctx.project, queue_name,
+                                                         subscription_id, **fields)
     except SubscriberTaken:
         raise Conflict(DUPLICATE)
     if subscription is None:
@@ -138,7 +139,7 @@ def update(ctx: Context, queue_name: str, subscription_id: str, document: object
 
 def delete(ctx: Context, queue_name: str, subscription_id: str) -> None:
     check_queue_name(queue_name)
-    store.delete(ctx.project, queue_name, subscription_id)
+    storage(ctx).subscriptions.delete(ctx.project, queue_name, subscription_id)
 
 
 def confirm(ctx: Context, queue_name: str, subscription_id: str, document: object) -> None:
@@ -147,7 +148,8 @@ def confirm(ctx: Context, queue_name: str, subscription_id: str, document: objec
     check_queue_name(queue_name)
     validate("subscription_confirm", {} if document is None else document, ctx.settings)
     confirmed = document["confirmed"]
-    subscription = store.confirm(ctx.project, queue_name, subscription_id, confirmed)
+    subscription = storage(ctx).subscriptions.confirm(ctx.project, queue_name,
+                                                      subscription_id, confirmed)
     if subscription is None:
         raise _not_found(subscription_id)
     if not confirmed:

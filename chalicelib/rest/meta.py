@@ -32,7 +32,7 @@ def home(call):
 
 @route(bp, "/v2/ping", ["GET", "HEAD"], "ping:get")
 def ping(call):
-    if call.request.method == "GET" and not health_action.storage_reachable():
+    if call.request.method == "GET" and not health_action.storage_reachable(call.ctx):
         return respond(503, {"title": "Service temporarily unavailable",
                              "description": "Storage is not reachable."
                                             " Please try again in a few seconds."})

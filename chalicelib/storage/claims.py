@@ -35,7 +35,6 @@ A lone claimer takes no window: always the oldest.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pynamodb.exceptions import DeleteError, DoesNotExist, TransactWriteError, UpdateError
@@ -43,6 +42,7 @@ from pynamodb.transactions import TransactWrite
 
 from chalicelib import clock
 from chalicelib.storage import queues as queue_store
+from chalicelib.storage.base import DeadLetter
 from chalicelib.storage.errors import ClaimedByAnother, ClaimNotFound, MessageNotClaimed
 from chalicelib.storage.messages import (
     TIMER_KEEP_S,
@@ -72,7 +72,7 @@ from chalicelib.storage.retry import condition_failed, retrying
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
-    from chalicelib.storage.messages import Message
+    from chalicelib.storage.base import Message
 
 # Every post lands within this long of reserving its positions: it aborts
 # itself after 10 s (messages.POST_ABORT_MS) and Lambda stops it at 30 s.
@@ -191,15 +191,6 @@ def released_by_timers(pq: str, timers: Iterable[ClaimRecord], now: int, floor: 
             records = [record for record in _records_at(pq, timer.positions)
                        if is_free(record, now, floor, unfinished)]
         yield timer, records
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    """Where a message claimed `max_claims` times goes on its next claim."""
-    project: str
-    queue: str
-    max_claims: int
-    ttl: int | None = None  # the moved message's new ttl (s); None keeps its ttl
 
 
 def _free_condition(now):
@@ -502,7 +493,7 @@ def pop(project: str, queue: str, floor: int, limit: int) -> list[Message]:
                       now=clock.now_ms(), counted=False)
     _, taken = _claim(claimer)
     if taken:
-        delete_positions(claimer.pq, [message.position for message in taken])
+        delete_positions(claimer.pq, [position_of(message.id) for message in taken])
     for message in taken:
         message.claim_id = None
     return taken

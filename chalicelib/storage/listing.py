@@ -15,7 +15,7 @@ from chalicelib.storage.messages import position_of, scan, to_message
 from chalicelib.storage.models import CLAIM_PREFIX, queue_key
 
 if TYPE_CHECKING:
-    from chalicelib.storage.messages import Message
+    from chalicelib.storage.base import Message
 
 MOST_READ_PER_PAGE = 1000
 

@@ -14,7 +14,6 @@ import hashlib
 import json
 import random
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
@@ -22,6 +21,7 @@ from pynamodb.exceptions import DoesNotExist, UpdateError
 from chalicelib import clock
 from chalicelib.errors import ServiceUnavailable
 from chalicelib.storage import queues as queue_store
+from chalicelib.storage.base import Message, Posted
 from chalicelib.storage.errors import BACKEND_FAILURES
 from chalicelib.storage.models import (
     CLAIM_PREFIX,
@@ -83,35 +83,6 @@ def message_id_of(position: int) -> str:
 
 def checksum(body_text: str) -> str:
     return "MD5:" + hashlib.md5(body_text.encode()).hexdigest()
-
-
-@dataclass
-class Message:
-    """A message as the actions see it."""
-    id: str
-    body: object
-    ttl: int
-    age: int
-    claim_id: str | None = None
-    claim_count: int = 0
-    checksum: str | None = None
-    client_id: str | None = None
-    created: int | None = None  # epoch ms
-
-    @property
-    def position(self) -> int | None:
-        return position_of(self.id)
-
-
-@dataclass(frozen=True)
-class Posted:
-    """A message as the messages table's stream shows it posted."""
-    pq: str  # its queue's key
-    queue: str
-    body: object
-    ttl: int
-    expires: int  # epoch ms
-    delay: int  # seconds it was posted held for; 0 if none
 
 
 def posted_in(stream_record: dict) -> Posted | None:

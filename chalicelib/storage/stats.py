@@ -24,7 +24,7 @@ from chalicelib.storage.models import MESSAGE_PREFIX, STATS_KEY, MessageRecord, 
 from chalicelib.storage.retry import condition_failed, retrying
 
 if TYPE_CHECKING:
-    from chalicelib.storage.messages import Message
+    from chalicelib.storage.base import Message
 
 MINUTE_MS = 60_000
 log = logging.getLogger("zaqar.stats")

@@ -23,7 +23,6 @@ import hashlib
 import json
 import random
 import uuid
-from dataclasses import dataclass
 
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute
 from pynamodb.exceptions import DoesNotExist, TransactWriteError, UpdateError
@@ -32,6 +31,7 @@ from pynamodb.transactions import TransactWrite
 
 from chalicelib import clock
 from chalicelib.errors import ServiceUnavailable
+from chalicelib.storage.base import Pending, Subscription
 from chalicelib.storage.errors import SubscriberTaken
 from chalicelib.storage.models import SubscriptionRecord, queue_key
 from chalicelib.storage.retry import condition_failed, retrying
@@ -69,46 +69,11 @@ class PendingDelivery(Model):
 
 
 
-@dataclass(frozen=True)
-class Pending:
-    """A delivery waiting for its next attempt, as notify sees it."""
-    key: tuple[str, str]  # where it is stored
-    due: int  # epoch ms
-    queue: str  # the queue's partition key
-    subscription_id: str
-    payload: dict
-    policy: dict  # the retry policy that applies
-    attempts: int  # made so far
-    last_error: str | None = None
-
-
 def _to_pending(item):
     return Pending(key=(item.pq, item.sk), due=int(item.sk.split("#")[0], 16),
                    queue=item.queue, subscription_id=item.subscription_id,
                    payload=json.loads(item.payload), policy=json.loads(item.policy),
                    attempts=int(item.attempts), last_error=item.last_error)
-
-
-@dataclass
-class Subscription:
-    """A subscription as the actions see it."""
-    id: str
-    queue: str  # the queue's partition key, `project/queue`
-    subscriber: str
-    ttl: int
-    expires: int  # epoch ms
-    options: dict
-    confirmed: bool
-    failures: int = 0
-    last_error: dict | None = None
-
-    @property
-    def source(self) -> str:
-        return self.queue.rsplit("/", 1)[1]
-
-    def age(self, now: int) -> int:
-        """Seconds since it was created or its ttl was last set."""
-        return max(0, (now - (self.expires - self.ttl * 1000)) // 1000)
 
 
 ID_LENGTH = 36  # str(uuid.UUID(...))

@@ -47,7 +47,7 @@ def authenticate(call):
 
 
 def ping(call):
-    if not health.storage_reachable():
+    if not health.storage_reachable(call.ctx):
         raise ServiceUnavailable("Storage is not reachable.")
     return 204, {}
 

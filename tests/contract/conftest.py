@@ -1,4 +1,5 @@
-"""The contract suite: every test runs against moto and DynamoDB Local.
+"""The contract suite: every test runs against moto and DynamoDB Local,
+through the storage driver built from each one's settings.
 
 moto is lenient where AWS is strict (more than 25 items per BatchWriteItem,
 unused expression values, races between concurrent requests); DynamoDB Local
@@ -8,7 +9,8 @@ rely on.
 import moto
 import pytest
 
-from contract.support import context, models_at, new_project, shared_dynamodb_local
+from chalicelib.storage import dynamodb
+from contract.support import context, new_project, shared_dynamodb_local, storage_at
 from local import dynamodb_local
 from local.tables import create_tables
 
@@ -23,18 +25,25 @@ def dynamodb_local_endpoint():
 
 @pytest.fixture(params=["moto", "dynamodb-local"])
 def backend(request):
+    """The settings of the test's backend configuration."""
     if request.param == "moto":
-        with moto.mock_aws():
-            create_tables()
-            yield request.param
+        with moto.mock_aws(), storage_at(None) as settings:
+            create_tables(settings)
+            yield settings
         return
     endpoint = request.getfixturevalue("dynamodb_local_endpoint")
-    with models_at(endpoint):
-        yield request.param
+    with storage_at(endpoint) as settings:
+        yield settings
+
+
+@pytest.fixture
+def store(backend):
+    """The driver those settings build, for tests that call storage itself."""
+    return dynamodb.driver(backend)
 
 
 @pytest.fixture
 def ctx(backend, clock):
     """A caller in a project of its own, on the test's backend, with time
     frozen until the test moves it."""
-    return context(new_project())
+    return context(new_project(), backend)

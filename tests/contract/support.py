@@ -1,9 +1,10 @@
-"""What the contract, concurrency and fault tests share: pointing the storage
-layer at a DynamoDB endpoint, a caller's context, a clock tests can move.
+"""What the contract, concurrency and fault tests share: settings naming a
+DynamoDB endpoint and the storage driver built from them, a caller's context.
 
 The tests run the same storage code against moto and against DynamoDB Local
-in one process: `models_at` points storage at another endpoint for a block,
-as a stage's settings would.
+in one process: `storage_at` gives the settings of another endpoint for a
+block, as a stage's would, and the caller's context carries them, so the
+actions build their driver from them as they do on every request.
 """
 import atexit
 import contextlib
@@ -14,7 +15,7 @@ from pynamodb.models import Model
 
 from chalicelib.actions import messages
 from chalicelib.config import get_settings
-from chalicelib.storage import models
+from chalicelib.storage import dynamodb, models
 from chalicelib.validation import Context
 from local import dynamodb_local
 from local.tables import create_tables
@@ -29,15 +30,16 @@ def model_classes():
 
 
 @contextlib.contextmanager
-def models_at(host):
-    """Send every model's requests to `host` (None: the default AWS endpoint,
-    which moto intercepts) until the block ends; yields those settings."""
+def storage_at(host):
+    """The stage's settings with DynamoDB at `host` (None: the region's
+    endpoint, which moto intercepts), storage's driver built from them until
+    the block ends (tests that read the tables themselves use it too)."""
     settings = dataclasses.replace(get_settings(), dynamodb_endpoint=host or "")
-    models.configure(settings)
+    dynamodb.driver(settings)
     try:
         yield settings
     finally:
-        models.configure(get_settings())
+        dynamodb.driver(get_settings())
 
 
 _shared_server = []
@@ -52,7 +54,7 @@ def shared_dynamodb_local():
         server = dynamodb_local.start()
         atexit.register(server.stop)
         _shared_server.append(server)
-        with models_at(server.endpoint) as settings:
+        with storage_at(server.endpoint) as settings:
             create_tables(settings)
     return _shared_server[0].endpoint
 
@@ -63,10 +65,11 @@ def new_project():
     return f"contract-{uuid.uuid4().hex[:12]}"
 
 
-def context(project, client_id=CLIENT_ID):
-    """What the actions need to know about the caller, as the REST layer builds it."""
+def context(project, settings, client_id=CLIENT_ID):
+    """What the actions need to know about the caller, as the REST layer
+    builds it; `settings` name the backend the actions build storage for."""
     return Context(project=project, client_id=client_id, roles=frozenset(),
-                   settings=get_settings())
+                   settings=settings)
 
 
 def post(ctx, queue, count, start=0, **fields):

@@ -65,10 +65,10 @@ def test_list_pages_follow_markers_without_repeats(ctx):
 
 def test_list_leaves_out_own_messages_unless_echo(ctx):
     post(ctx, "q", 2)
-    post(context(ctx.project, OTHER_CLIENT), "q", 2, start=10)
+    post(context(ctx.project, ctx.settings, OTHER_CLIENT), "q", 2, start=10)
     assert list_all(ctx, "q") == [10, 11]
     assert list_all(ctx, "q", echo=True) == [0, 1, 10, 11]
-    assert list_all(context(ctx.project, OTHER_CLIENT), "q") == [0, 1]
+    assert list_all(context(ctx.project, ctx.settings, OTHER_CLIENT), "q") == [0, 1]
 
 
 def test_list_shows_claimed_messages_only_when_asked(ctx):

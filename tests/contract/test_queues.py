@@ -3,7 +3,6 @@ import pytest
 
 from chalicelib.actions import claims, messages, queues
 from chalicelib.errors import NotFound
-from chalicelib.storage import queues as queue_store
 from contract.support import post
 
 
@@ -13,9 +12,9 @@ def test_create_is_conditional(ctx):
     assert queues.get(ctx, "q") == {"colour": "red"}
 
 
-def test_missing_queue_reads_as_absent(ctx):
+def test_missing_queue_reads_as_absent(ctx, store):
     assert queues.get(ctx, "nothing-here") == {}
-    assert queue_store.get_with_floor(ctx.project, "nothing-here") == (None, None)
+    assert store.queues.get_with_floor(ctx.project, "nothing-here") == (None, None)
     with pytest.raises(NotFound):
         queues.patch(ctx, "nothing-here",
                      [{"op": "add", "path": "/metadata/a", "value": 1}])
@@ -31,7 +30,7 @@ def test_patch_changes_metadata(ctx):
     assert queues.get(ctx, "q") == {"a": 10, "c": [1, 2]}
 
 
-def test_concurrent_metadata_update_is_not_lost(ctx):
+def test_concurrent_metadata_update_is_not_lost(ctx, store):
     """A writer that sneaks in between another's read and write makes that
     write fail its condition; the loser re-reads and applies its change on
     top, so both changes survive."""
@@ -41,10 +40,10 @@ def test_concurrent_metadata_update_is_not_lost(ctx):
     def slow_change(metadata):
         calls.append(dict(metadata))
         if len(calls) == 1:
-            queue_store.update_metadata(ctx.project, "q", lambda m: {**m, "other": True})
+            store.queues.update_metadata(ctx.project, "q", lambda m: {**m, "other": True})
         return {**metadata, "mine": True}
 
-    queue_store.update_metadata(ctx.project, "q", slow_change)
+    store.queues.update_metadata(ctx.project, "q", slow_change)
     assert queues.get(ctx, "q") == {"other": True, "mine": True}
     assert calls == [{}, {"other": True}]
 

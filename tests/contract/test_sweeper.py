@@ -1,7 +1,6 @@
 """The sweep: what deleted queues leave is removed, whatever the queue's
 history, and no job stops the sweep for the others."""
 from chalicelib.actions import queues
-from chalicelib.config import get_settings
 from chalicelib.storage import sweeper
 from chalicelib.storage.models import SWEEP_JOBS_KEY, MessageRecord, SweepJob, queue_key
 from contract.support import post
@@ -23,7 +22,7 @@ def test_a_queue_created_again_before_any_post_does_not_stop_the_sweep(ctx, cloc
     post(ctx, "gone", 3)
     queues.delete(ctx, "gone")
 
-    run = sweeper.run(clock.now + 10_000, get_settings())
+    run = sweeper.run(clock.now + 10_000, ctx.settings)
 
     assert run.failed == 0
     assert jobs_of(ctx.project) == []

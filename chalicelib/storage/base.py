@@ -1,0 +1,271 @@
+"""The storage contract: one interface per resource, the results they return
+and the driver that holds one store of each.
+
+In the spirit of Zaqar's zaqar/storage/base.py (one controller per resource)
+and Powertools' persistence/base.py (a backend-neutral base): nothing here
+knows DynamoDB. A store refuses with a type from storage/errors.py, and a
+backend that keeps failing shows as chalicelib.errors.ServiceUnavailable.
+The DynamoDB driver (storage/dynamodb.py) is a module per store, each one
+matching its interface method for method (tests/test_storage_contract.py);
+tests/contract is the contract's specification, run on every configuration.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
+
+# -- results ------------------------------------------------------------------
+
+@dataclass
+class Message:
+    """A message as the actions see it."""
+    id: str
+    body: object
+    ttl: int
+    age: int
+    claim_id: str | None = None
+    claim_count: int = 0
+    checksum: str | None = None
+    client_id: str | None = None
+    created: int | None = None  # epoch ms
+
+
+@dataclass(frozen=True)
+class Posted:
+    """A message as the messages table's stream shows it posted."""
+    pq: str  # its queue's key
+    queue: str
+    body: object
+    ttl: int
+    expires: int  # epoch ms
+    delay: int  # seconds it was posted held for; 0 if none
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """Where a message claimed `max_claims` times goes on its next claim."""
+    project: str
+    queue: str
+    max_claims: int
+    ttl: int | None = None  # the moved message's new ttl (s); None keeps its ttl
+
+
+@dataclass
+class Subscription:
+    """A subscription as the actions see it."""
+    id: str
+    queue: str  # the queue's partition key, `project/queue`
+    subscriber: str
+    ttl: int
+    expires: int  # epoch ms
+    options: dict
+    confirmed: bool
+    failures: int = 0
+    last_error: dict | None = None
+
+    @property
+    def source(self) -> str:
+        return self.queue.rsplit("/", 1)[1]
+
+    def age(self, now: int) -> int:
+        """Seconds since it was created or its ttl was last set."""
+        return max(0, (now - (self.expires - self.ttl * 1000)) // 1000)
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A delivery waiting for its next attempt, as notify sees it."""
+    key: tuple[str, str]  # where it is stored
+    due: int  # epoch ms
+    queue: str  # the queue's partition key
+    subscription_id: str
+    payload: dict
+    policy: dict  # the retry policy that applies
+    attempts: int  # made so far
+    last_error: str | None = None
+
+
+# -- one interface per resource -------------------------------------------------
+# Each method names its result and what it raises besides ServiceUnavailable
+# (which any of them may raise when the backend keeps failing).
+
+class QueueStore(Protocol):
+    def create(self, project: str, name: str, metadata: dict | None) -> bool:
+        """True if created; False, and nothing changed, if it exists."""
+
+    def get_metadata(self, project: str, name: str) -> dict | None:
+        """The stored metadata, or None for a missing queue."""
+
+    def get_with_floor(self, project: str,
+                       name: str) -> tuple[dict, int] | tuple[None, None]:
+        """(metadata, floor: the lowest position of this incarnation), or
+        (None, None) for a missing queue."""
+
+    def update_metadata(self, project: str, name: str,
+                        change: Callable[[dict], dict]) -> dict | None:
+        """The metadata `change` made of the stored one, written without
+        losing a concurrent change; None for a missing queue. What `change`
+        raises goes to the caller."""
+
+    def delete(self, project: str, name: str) -> None:
+        """Nothing; a missing queue is no error."""
+
+    def list_page(self, project: str, marker: str | None = None, limit: int = 10,
+                  name_filter: str | None = None,
+                  match: Callable[[dict], bool] | None = None) -> list[tuple[str, dict]]:
+        """[(name, metadata)] of up to `limit` queues after `marker`, by name."""
+
+    def count(self, project: str) -> int:
+        """How many queues the project has."""
+
+
+class MessageStore(Protocol):
+    def post(self, project: str, queue: str, messages: list[dict], client_id: str,
+             enable_checksum: bool = False) -> list[str]:
+        """The new ids, in posting order; all or nothing (ServiceUnavailable
+        when the batch could not be written in time)."""
+
+    def get(self, project: str, queue: str, message_id: str) -> Message | None:
+        """The live Message, or None (for any id, well formed or not)."""
+
+    def get_many(self, project: str, queue: str,
+                 message_ids: Iterable[str]) -> list[Message]:
+        """The live Messages among these ids, in the order asked."""
+
+    def delete_many(self, project: str, queue: str, message_ids: Iterable[str]) -> None:
+        """Nothing; claims are ignored and unknown ids skipped."""
+
+    def delete_queue_contents(self, project: str, queue: str) -> None:
+        """Nothing; what a deleted queue leaves is unseen at once, removed later."""
+
+    def purge(self, project: str, queue: str) -> None:
+        """Nothing; every message of the queue is gone at once."""
+
+    def posted_in(self, stream_record: dict) -> Posted | None:
+        """The Posted message a stream record shows, or None for another change."""
+
+
+class ListingStore(Protocol):
+    def list_messages(self, project: str, queue: str, floor: int,
+                      marker: str | None = None, limit: int = 10,
+                      skip_client: str | None = None, include_claimed: bool = False,
+                      include_delayed: bool = False) -> tuple[list[Message], str | None]:
+        """([Message], the next page's marker or None)."""
+
+
+class ClaimStore(Protocol):
+    def create(self, project: str, queue: str, floor: int, ttl: int, grace: int,
+               limit: int, dead_letter: DeadLetter | None = None,
+               ) -> tuple[str, list[Message]]:
+        """(claim id, [Message]), oldest first; the list is empty when none was free."""
+
+    def get(self, project: str, queue: str,
+            claim_id: str) -> tuple[int, int, list[Message]] | None:
+        """(age s, ttl s, [Message]) of a live claim, or None."""
+
+    def renew(self, project: str, queue: str, claim_id: str, ttl: int, grace: int) -> bool:
+        """True if renewed; False if the claim is not live."""
+
+    def release(self, project: str, queue: str, claim_id: str) -> None:
+        """Nothing; the claim's messages are free at once. An ended claim is no error."""
+
+    def delete_message(self, project: str, queue: str, message_id: str,
+                       claim_id: str | None = None) -> None:
+        """Nothing; raises ClaimNotFound, MessageNotClaimed or ClaimedByAnother
+        when the message's claim forbids the delete."""
+
+    def pop(self, project: str, queue: str, floor: int, limit: int) -> list[Message]:
+        """The removed Messages, up to `limit`, oldest first."""
+
+
+class StatsStore(Protocol):
+    def queue_stats(self, project: str, queue: str, floor: int,
+                    ) -> tuple[dict[str, int], Message | None, Message | None]:
+        """({"claimed", "delayed", "free", "total"}, oldest Message, newest
+        Message); a message is None when there is none."""
+
+    def apply_stream_records(self, records: list[dict]) -> list[str]:
+        """The sequence numbers to deliver again (a queue whose counters
+        could not be written)."""
+
+
+class SubscriptionStore(Protocol):
+    def get(self, project: str, queue: str, subscription_id: str) -> Subscription | None:
+        """The live Subscription, or None."""
+
+    def get_by_key(self, pq: str, subscription_id: str) -> Subscription | None:
+        """The live Subscription of the queue key `project/queue`, or None."""
+
+    def list_page(self, project: str, queue: str, marker: str | None = None,
+                  limit: int = 10) -> list[Subscription]:
+        """Up to `limit` live Subscriptions after the id `marker`, in creation order."""
+
+    def list_live(self, pq: str) -> list[Subscription]:
+        """Every live Subscription of the queue key `project/queue`."""
+
+    def create(self, project: str, queue: str, subscriber: str, ttl: int,
+               options: dict) -> tuple[Subscription, bool]:
+        """(the new Subscription, True), or (the subscriber's live one, False)."""
+
+    def update(self, project: str, queue: str, subscription_id: str,
+               subscriber: str | None = None, ttl: int | None = None,
+               options: dict | None = None) -> Subscription | None:
+        """The changed Subscription, or None if there is none; raises
+        SubscriberTaken when another subscription has the new subscriber."""
+
+    def confirm(self, project: str, queue: str, subscription_id: str,
+                confirmed: bool) -> Subscription | None:
+        """The Subscription, confirmed or not, or None if there is none."""
+
+    def delete(self, project: str, queue: str, subscription_id: str) -> None:
+        """Nothing; a missing subscription is no error."""
+
+    def purge(self, project: str, queue: str) -> None:
+        """Nothing; every subscription of the queue is gone."""
+
+    def record_failure(self, pq: str, subscription_id: str, description: str) -> None:
+        """Nothing; the failure is counted and kept as the last error."""
+
+    def save_pending(self, queue: str, subscription_id: str, payload: dict, policy: dict,
+                     attempts: int, last_error: str | None, due: int) -> None:
+        """Nothing; the delivery waits until `due` (epoch ms)."""
+
+    def pending_until(self, moment: int, limit: int = 100) -> list[Pending]:
+        """Pending deliveries due by `moment` that no worker holds, earliest first."""
+
+    def take_pending(self, pending: Pending, lease_ms: int) -> bool:
+        """True if this worker now holds the delivery; False if another does."""
+
+    def drop_pending(self, pending: Pending) -> None:
+        """Nothing; the delivery is done with."""
+
+
+class ConnectionStore(Protocol):
+    def opened(self, connection_id: str) -> None:
+        """Nothing; the websocket connection is known."""
+
+    def bind(self, connection_id: str, project: str) -> bool:
+        """True if the connection may act for `project` (the first one it named)."""
+
+    def remember_subscription(self, connection_id: str, queue_name: str,
+                              subscription_id: str) -> None:
+        """Nothing; the subscription goes when the connection does."""
+
+    def forget(self, connection_id: str) -> None:
+        """Nothing; the connection and the subscriptions it made are gone."""
+
+
+@dataclass(frozen=True)
+class Driver:
+    """One store per resource, all on one backend configuration."""
+    queues: QueueStore
+    messages: MessageStore
+    listing: ListingStore
+    claims: ClaimStore
+    stats: StatsStore
+    subscriptions: SubscriptionStore
+    connections: ConnectionStore
