@@ -431,6 +431,7 @@ def _serve(arguments):
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     keystone = start(arguments.port, arguments.data_dir, arguments.token_expiration)
     try:
+        register_messaging_endpoint(keystone, arguments.messaging_url)
         print(f"Keystone {KEYSTONE_VERSION} on {keystone.url} (log: {keystone.log_path})")
         for user in USERS.values():
             print(f"  {user.name} / {user.password}  project {user.project}  roles {user.roles}")
@@ -451,6 +452,8 @@ def main(argv):
     serve.add_argument("--port", type=int, default=5000)
     serve.add_argument("--data-dir", type=Path, default=DATA_DIR)
     serve.add_argument("--token-expiration", type=int, default=3600, help="seconds")
+    serve.add_argument("--messaging-url", default="http://127.0.0.1:8888",
+                       help="the service's root, registered as Keystone's messaging endpoint")
     wsgi = commands.add_parser("wsgi", help="(internal) the server process itself")
     wsgi.add_argument("config")
     wsgi.add_argument("port", type=int)
