@@ -350,3 +350,35 @@ def test_the_openstack_messaging_cli(runner, keystone):
         (listed["ID"], {"n": 1})]
     openstack("queue", "delete", queue)
     assert queue not in [entry["Name"] for entry in openstack("queue", "list", table=True)]
+
+
+def test_a_signed_websocket_frame_needs_no_token(runner, tokens):
+    """§9.3: a frame carrying a queue's signature (URL-Methods and URL-Paths as
+    JSON lists) may use the message actions the signature allows, on that
+    queue, without authenticating."""
+    queue = f"signed-ws-{uuid.uuid4().hex[:8]}"
+    ask(runner, "PUT", f"/v2/queues/{queue}", tokens(BETA), {})
+    ask(runner, "POST", f"/v2/queues/{queue}/messages", tokens(BETA),
+        {"messages": [{"body": SECRET}]})
+    signed = ask(runner, "POST", f"/v2/queues/{queue}/share", tokens(BETA),
+                 {"methods": ["GET"]}).json()
+    headers = {"Client-ID": CLIENT_ID, "X-Project-ID": signed["project"],
+               "URL-Signature": signed["signature"], "URL-Expires": signed["expires"],
+               "URL-Methods": signed["methods"], "URL-Paths": signed["paths"]}
+    connection = websocket.create_connection(runner.ws_url, timeout=30)
+    try:
+        def frame(action, **body):
+            connection.send(json.dumps({"action": action, "headers": headers, "body": body}))
+            return json.loads(connection.recv())
+
+        listed = frame("message_list", queue_name=queue, echo=True)
+        assert listed["headers"]["status"] == 200
+        assert [message["body"] for message in listed["body"]["messages"]] == [SECRET]
+        # Not a method it signed, not its queue, not a message action.
+        for action, body in [("message_post", {"queue_name": queue,
+                                               "messages": [{"body": 1}]}),
+                             ("message_list", {"queue_name": "another"}),
+                             ("queue_delete", {"queue_name": queue})]:
+            assert frame(action, **body)["headers"]["status"] == 403, action
+    finally:
+        connection.close()
