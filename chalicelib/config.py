@@ -31,8 +31,19 @@ class Settings:
     keystone_url: str = ""  # the identity v3 endpoint, e.g. https://keystone:5000/v3
     keystone_timeout: int = 5  # seconds for each call to Keystone
     # How long a validated token is believed without asking Keystone again
-    # (never past its expiry): a revoked token works this long.
+    # (never past its expiry): a revoked token works this long. A trust's
+    # token is reused for deliveries this long too (notify/trusts.py).
     keystone_cache_seconds: int = 300
+    # The trustee of trust+ subscriptions: the service's own Keystone user,
+    # to which subscribers delegate their roles; without it trust+
+    # subscribers are refused. Its password is given plainly (dev and local
+    # runs only: packaging refuses it in a stage that authenticates) or,
+    # deployed, as the name of an SSM SecureString, read once per warm
+    # function. One of the two, not both.
+    keystone_trustee_user: str = ""
+    keystone_trustee_domain: str = "Default"  # the user's domain, by name
+    keystone_trustee_password: str = ""
+    keystone_trustee_password_parameter: str = ""
     # Rules over Zaqar's default policy, as JSON {"rule": "check"}; see
     # chalicelib/auth/policy.py for the checks understood.
     policy: str = ""

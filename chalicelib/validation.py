@@ -14,7 +14,7 @@ import json
 import math
 import re
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import jsonschema
@@ -40,6 +40,8 @@ class Context:
     roles: frozenset
     settings: Settings
     user_id: str | None = None  # Keystone's; None without authentication
+    # The caller's own token, to call Keystone as the caller; kept out of reprs (logs).
+    auth_token: str | None = field(default=None, repr=False)
 
 
 # -- JSON documents ---------------------------------------------------------

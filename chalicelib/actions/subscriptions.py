@@ -5,10 +5,11 @@ import datetime
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from chalicelib import clock, keystone_api
 from chalicelib.actions import queues, storage
 from chalicelib.actions.messages import load_queue
-from chalicelib.errors import BadRequest, Conflict, NotFound
-from chalicelib.notify import delivery, targets
+from chalicelib.errors import BadRequest, Conflict, Forbidden, NotFound, ServiceUnavailable
+from chalicelib.notify import delivery, targets, trusts
 from chalicelib.storage.errors import SubscriberTaken
 from chalicelib.validation import check_limit, check_queue_name, validate
 
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
     from chalicelib.storage.base import Subscription
     from chalicelib.validation import Context
 
-# Zaqar's `subscriber_types`; the trust+ ones are refused with a reason.
+# Zaqar's `subscriber_types`; the trust+ ones need Keystone and a trustee.
 SUBSCRIBER_TYPES = ["http", "https", "mailto", "trust+http", "trust+https"]
 UNSUPPORTED = ("The subscriber type of subscription must be supported in the list "
                f"{SUBSCRIBER_TYPES}.")
@@ -59,16 +60,76 @@ def _check_subscriber(subscriber, settings):
         raise invalid
     if scheme not in SUBSCRIBER_TYPES:
         raise BadRequest(UNSUPPORTED)
-    if scheme.startswith("trust+"):
-        raise BadRequest(f"The subscriber type {scheme} needs Keystone trusts, which "
-                         f"this service does not have; use {scheme[6:]} instead.")
-    if scheme in ("http", "https"):
+    if scheme.startswith(trusts.PREFIX):
+        _check_trusts_available(scheme, settings)
+        subscriber = trusts.webhook_url(subscriber)  # checked as the webhook it is
+    if scheme != "mailto":
         try:
             targets.check_subscriber(subscriber, settings)
         except ValueError:
             raise invalid
         except targets.RefusedTarget as refused:
             raise BadRequest(f"The subscriber is refused: {refused}.")
+
+
+def _check_trusts_available(scheme, settings):
+    webhook = scheme[len(trusts.PREFIX):]
+    if settings.auth_strategy != "keystone":
+        raise BadRequest(f"The subscriber type {scheme} needs Keystone trusts, which "
+                         f"this service does not have; use {webhook} instead.")
+    if not trusts.configured(settings):
+        raise BadRequest(f"The subscriber type {scheme} needs Keystone trusts, which "
+                         "this service does not have: no trustee (the service's Keystone "
+                         f"user) is configured; use {webhook} instead.")
+
+
+def _with_trust(ctx, options, expires_ms):
+    """The options of a trust+ subscription: with the `trust_id` they name,
+    as Zaqar takes it, or that of a new trust from the caller to the
+    trustee, for the caller's roles in its project, until `expires_ms`."""
+    if "trust_id" in options:
+        if not isinstance(options["trust_id"], str):
+            raise BadRequest("options.trust_id must be a string.")
+        return options
+    if not (ctx.auth_token and ctx.user_id):
+        raise BadRequest("A trust+ subscriber needs the caller's own token to make a trust "
+                         "with: send X-Auth-Token with the request (on the websocket, "
+                         "with the frame).")
+    try:
+        trust_id = trusts.create(ctx.settings, ctx.auth_token, ctx.user_id, ctx.project,
+                                 ctx.roles, expires_ms)
+    except keystone_api.Refused as refused:
+        error = Forbidden if refused.status == 403 else BadRequest
+        raise error("Keystone refused to create a trust for the subscription: "
+                    f"{refused.message or refused}")
+    except keystone_api.Unavailable:
+        raise ServiceUnavailable("The Keystone service is temporarily unavailable.")
+    return {**options, "trust_id": trust_id}
+
+
+def _trust_on_update(ctx, queue_name, subscription_id, fields):
+    """The fields of a PATCH with the trust a trust+ subscriber needs: a new
+    subscriber gets a new trust (the old one was made for another URL,
+    maybe by someone else), unless the options name one; options replaced
+    for the same trust+ subscriber keep its trust."""
+    subscriber, options = fields.get("subscriber"), fields.get("options")
+    if subscriber is not None and not trusts.is_trust(subscriber):
+        return fields
+    if subscriber is None and (options is None or "trust_id" in options):
+        return fields
+    current = get(ctx, queue_name, subscription_id)
+    if subscriber is None or subscriber == current.subscriber:
+        if (options is not None and "trust_id" not in options
+                and trusts.is_trust(current.subscriber) and "trust_id" in current.options):
+            return {**fields, "options": {**options,
+                                          "trust_id": current.options["trust_id"]}}
+        return fields
+    if options is None:
+        options = {name: value for name, value in current.options.items()
+                   if name != "trust_id"}
+    expires = (clock.now_ms() + fields["ttl"] * 1000 if "ttl" in fields
+               else current.expires)
+    return {**fields, "options": _with_trust(ctx, options, expires)}
 
 
 def _check_fields(document, settings):
@@ -93,9 +154,12 @@ def create(ctx: Context, queue_name: str, document: object) -> tuple[str, bool]:
         raise BadRequest("Missing parameter subscriber in body.")
     fields = _check_fields(document, settings)
     load_queue(ctx, queue_name, create=True)
+    ttl = fields.get("ttl", settings.default_subscription_ttl)
+    options = fields.get("options") or {}
+    if trusts.is_trust(fields["subscriber"]):
+        options = _with_trust(ctx, options, clock.now_ms() + ttl * 1000)
     subscription, created = storage(ctx).subscriptions.create(
-        ctx.project, queue_name, fields["subscriber"],
-        fields.get("ttl", settings.default_subscription_ttl), fields.get("options") or {})
+        ctx.project, queue_name, fields["subscriber"], ttl, options)
     if not created and subscription.confirmed:
         raise Conflict(DUPLICATE)
     delivery.send_confirmation(subscription, ctx.project, settings)
@@ -126,6 +190,7 @@ def update(ctx: Context, queue_name: str, subscription_id: str, document: object
     fields = _check_fields({} if document is None else document, ctx.settings)
     if not fields:
         raise BadRequest("No subscription to create.")
+    fields = _trust_on_update(ctx, queue_name, subscription_id, fields)
     try:
         subscription = storage(ctx).subscriptions.update(ctx.project, queue_name,
                                                          subscription_id, **fields)

@@ -49,6 +49,9 @@ def check_settings(settings: Settings) -> None:
     if settings.auth_strategy == "keystone" and not settings.keystone_url:
         raise Misconfigured("AUTH_STRATEGY=keystone needs KEYSTONE_URL "
                             "(the identity v3 endpoint)")
+    if settings.keystone_trustee_password and settings.keystone_trustee_password_parameter:
+        raise Misconfigured("set KEYSTONE_TRUSTEE_PASSWORD or "
+                            "KEYSTONE_TRUSTEE_PASSWORD_PARAMETER, not both")
     try:
         policy.rules(settings.policy)
     except ValueError as error:  # BadPolicy, or not JSON

@@ -47,10 +47,13 @@ def expired(identity: Identity, now_ms: int) -> bool:
 def context_for(headers: Mapping[str, str], identity: Identity,
                 settings: Settings) -> Context:
     """The Context an action runs with, after Zaqar's header checks: a
-    Client-ID, and the caller's project."""
+    Client-ID, and the caller's project. The caller's X-Auth-Token goes
+    along for the actions that call Keystone as the caller (a trust+
+    subscription's trust); on the websocket, the frame's."""
     client_id = headers.get("client-id")
     check_client_id(client_id, settings)
     project = acting_project(identity, headers)
     check_project(project)
     return Context(project=project, client_id=client_id, roles=identity.roles,
-                   settings=settings, user_id=identity.user_id)
+                   settings=settings, user_id=identity.user_id,
+                   auth_token=headers.get("x-auth-token") or None)

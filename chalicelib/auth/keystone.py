@@ -3,18 +3,20 @@ keystonemiddleware's auth_token does it, and believed for a bounded time.
 
 A warm function keeps what Keystone said about a token (keyed by its hash,
 only successes, as keystonemiddleware does) for `keystone_cache_seconds`,
-never past the token's expiry: a hit costs no call to Keystone.
+never past the token's expiry: a hit costs no call to Keystone. A token
+Keystone will not let validate itself (trust-scoped) is validated with the
+trustee's token (notify/trusts.py), when the stage has a trustee.
 """
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from datetime import datetime
 from typing import TYPE_CHECKING
 
 from chalicelib import clock, keystone_api
 from chalicelib.auth.identity import Identity, unauthorized
 from chalicelib.errors import ServiceUnavailable
+from chalicelib.notify import trusts
 
 if TYPE_CHECKING:
     from chalicelib.config import Settings
@@ -25,11 +27,21 @@ _BELIEVED_MAX = 10_000  # dropped wholesale when full
 
 def identity_of(token: dict) -> Identity:
     """The identity in a token document's `token` object."""
-    expires = datetime.fromisoformat(token["expires_at"].replace("Z", "+00:00"))
     return Identity(project=(token.get("project") or {}).get("id"),
                     roles=frozenset(role["name"] for role in token.get("roles", ())),
-                    user_id=token["user"]["id"],
-                    expires_ms=int(expires.timestamp() * 1000))
+                    user_id=token["user"]["id"], expires_ms=keystone_api.expires_ms(token))
+
+
+def _validated(token: str, settings: Settings) -> dict:
+    try:
+        return keystone_api.validate(settings.keystone_url, token, settings.keystone_timeout)
+    except keystone_api.Refused as refused:
+        if refused.status != 403:
+            raise
+    # A token its own user may not validate: a trust-scoped one (a trust+
+    # subscriber calling back with its delivery's token). The trustee may.
+    return keystone_api.validate(settings.keystone_url, token, settings.keystone_timeout,
+                                 service_token=trusts.service_token(settings))
 
 
 def authenticate(headers: Mapping[str, str], settings: Settings) -> Identity:
@@ -42,13 +54,14 @@ def authenticate(headers: Mapping[str, str], settings: Settings) -> Identity:
     if known is not None and known[1] > now:
         return known[0]
     try:
-        document = keystone_api.validate(settings.keystone_url, token,
-                                         settings.keystone_timeout)
-        identity = identity_of(document["token"])
+        identity = identity_of(_validated(token, settings)["token"])
     except keystone_api.Refused:
         raise unauthorized(settings) from None
     except keystone_api.Unavailable:
         raise ServiceUnavailable("The Keystone service is temporarily unavailable.") from None
+    except trusts.NotConfigured:
+        raise ServiceUnavailable("This token can be validated only with the service's own "
+                                 "Keystone user (the trustee), which is not configured.") from None
     except (KeyError, TypeError, ValueError):  # not a token document
         raise ServiceUnavailable("Keystone's answer could not be read.") from None
     if identity.expires_ms <= now:
