@@ -90,6 +90,10 @@ KEYSTONE_URL_PATTERN = "^https?://[^\\s'\"]+$"
 # Functions whose role keeps only these statements of .chalice/policy.json:
 # the authorizer reads no table, sends no mail, pushes to no websocket.
 ROLE_STATEMENTS = {AUTHORIZER_FUNCTION: {"Logs"}}
+# ...and the only SSM parameters they may read: the authorizer, the trustee's
+# password, to validate the trust-scoped tokens of trust subscribers posting
+# back (Keystone lets such a token not validate itself).
+ROLE_PARAMETERS = {AUTHORIZER_FUNCTION: {"KEYSTONE_TRUSTEE_PASSWORD_PARAMETER"}}
 # A variable named *_PARAMETER holds the name of an SSM parameter (a
 # SecureString, say); the functions that have it may read that parameter.
 SSM_PARAMETER_SUFFIX = "_PARAMETER"
@@ -397,10 +401,12 @@ def grant_ssm_parameters(resources):
              "Resource": arns})
 
 
-def restrict_roles(resources, role_statements=ROLE_STATEMENTS):
+def restrict_roles(resources, role_statements=ROLE_STATEMENTS,
+                   role_parameters=ROLE_PARAMETERS):
     """Cut the roles of the functions in role_statements down to the listed
     statements of the policy file (Chalice gives each function a copy of all
-    of it), and drop the *_PARAMETER variables those functions cannot read."""
+    of it), and drop the *_PARAMETER variables those functions may not read
+    (grant_ssm_parameters, after this, grants the ones left)."""
     for function_id, sids in role_statements.items():
         if function_id not in resources:
             continue
@@ -419,7 +425,9 @@ def restrict_roles(resources, role_statements=ROLE_STATEMENTS):
                 raise PackagingError(f"the policy file has none of {sorted(sids)}, "
                                      f"which {function_id} needs")
         variables = _variables(function)
-        for variable in [name for name in variables if name.endswith(SSM_PARAMETER_SUFFIX)]:
+        allowed = role_parameters.get(function_id, set())
+        for variable in [name for name in variables if name.endswith(SSM_PARAMETER_SUFFIX)
+                         and name not in allowed]:
             del variables[variable]
 
 
@@ -509,12 +517,12 @@ def fix_template(template, config, stage, settings):
         resources, table_names, function_settings(config, stage, "stream_filters"),
         function_settings(config, stage, "stream_batching_window"))
     tighten_policies(resources, table_names, stream_roles)
-    grant_ssm_parameters(resources)
     if settings.auth_strategy == "noauth":
         drop_authorizer(resources)
     else:
         attach_authorizer(resources, settings)
     restrict_roles(resources)
+    grant_ssm_parameters(resources)
     return template
 
 

@@ -267,13 +267,15 @@ def event_app_project(directory, app_source=EVENT_APP, filtered_handler="notify"
     return directory
 
 
-TRUSTEE_PASSWORD = "/zaqar/prod/trustee-password"  # an SSM parameter's name
+TRUSTEE_PASSWORD = "/zaqar/prod/trustee-password"  # SSM parameters' names
+OTHER_SECRET = "/zaqar/prod/other-secret"  # any other function's secret
 
 
 @pytest.fixture(scope="module")
 def event_app_template(tmp_path_factory):
     project = event_app_project(tmp_path_factory.mktemp("events-app"), stage_variables={
-        "prod": {"KEYSTONE_TRUSTEE_PASSWORD_PARAMETER": TRUSTEE_PASSWORD}})
+        "prod": {"KEYSTONE_TRUSTEE_PASSWORD_PARAMETER": TRUSTEE_PASSWORD,
+                 "OTHER_SECRET_PARAMETER": OTHER_SECRET}})
     result = package(project, project / "out", stage="prod")
     assert result.returncode == 0, result.stderr
     return project / "out" / "sam.json"
@@ -465,20 +467,23 @@ def test_dev_template_has_no_authorizer(template):
 
 def test_functions_get_only_the_names_of_ssm_secrets(event_app_template):
     template = json.loads(event_app_template.read_text())
-    parameter_arn = {"Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:"
-                                "parameter/zaqar/prod/trustee-password"}
+
+    def arn(name):
+        return {"Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:"
+                           f"parameter{name}"}
     for function_id, properties in functions(template).items():
         role = properties["Role"]["Fn::GetAtt"][0]
         granted = statements_of(template, role).get("Parameters")
-        if function_id == "Authorize":
-            assert granted is None
-            assert "KEYSTONE_TRUSTEE_PASSWORD_PARAMETER" not in properties["Environment"][
-                "Variables"]
-            continue
-        assert properties["Environment"]["Variables"][
-            "KEYSTONE_TRUSTEE_PASSWORD_PARAMETER"] == TRUSTEE_PASSWORD
+        variables = properties["Environment"]["Variables"]
+        assert variables["KEYSTONE_TRUSTEE_PASSWORD_PARAMETER"] == TRUSTEE_PASSWORD
         assert granted["Action"] == "ssm:GetParameter", function_id
-        assert granted["Resource"] == [parameter_arn], function_id
+        if function_id == "Authorize":
+            # Only the trustee's password, to validate trust-scoped tokens.
+            assert "OTHER_SECRET_PARAMETER" not in variables
+            assert granted["Resource"] == [arn(TRUSTEE_PASSWORD)]
+            continue
+        assert variables["OTHER_SECRET_PARAMETER"] == OTHER_SECRET
+        assert granted["Resource"] == [arn(TRUSTEE_PASSWORD), arn(OTHER_SECRET)], function_id
 
 
 NOAUTH_STAGE = {"STAGE": "staging", "AUTH_STRATEGY": "noauth"}
