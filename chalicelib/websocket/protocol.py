@@ -82,13 +82,17 @@ def _authenticate(connection_id, headers, settings):
 def _signed_caller(name, headers, body, settings):
     """The project a signed frame may act for (§9.3): the signature must
     allow the action's method on the queue's messages."""
-    lists = {key: ",".join(headers.get(key) or ()) if isinstance(headers.get(key), list)
-             else headers.get(key) for key in ("url-methods", "url-paths")}
+    signature = {key: headers.get(key) for key in ("url-signature", "url-expires")}
+    for key in ("url-methods", "url-paths"):
+        value = headers.get(key)
+        signature[key] = ",".join(value) if isinstance(value, list) and all(
+            isinstance(item, str) for item in value) else value
     project = request_project(headers)
     path = f"/v2/queues/{body.get('queue_name')}/messages"
-    if not (name in SIGNED_METHODS and signed_urls.allows(
-            {**headers, **lists}, settings.signed_url_secret_key, SIGNED_METHODS[name],
-            path, project, clock.now_ms())):
+    if not (name in SIGNED_METHODS
+            and all(isinstance(value, str) for value in signature.values())
+            and signed_urls.allows(signature, settings.signed_url_secret_key,
+                                   SIGNED_METHODS[name], path, project, clock.now_ms())):
         raise Refused(403, "Not authorized.")
     return Identity(project=project, roles=frozenset())
 

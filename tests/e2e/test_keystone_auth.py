@@ -367,8 +367,9 @@ def test_a_signed_websocket_frame_needs_no_token(runner, tokens):
                "URL-Methods": signed["methods"], "URL-Paths": signed["paths"]}
     connection = websocket.create_connection(runner.ws_url, timeout=30)
     try:
-        def frame(action, **body):
-            connection.send(json.dumps({"action": action, "headers": headers, "body": body}))
+        def frame(action, odd=None, **body):
+            connection.send(json.dumps({"action": action, "headers": {**headers, **(odd or {})},
+                                        "body": body}))
             return json.loads(connection.recv())
 
         listed = frame("message_list", queue_name=queue, echo=True)
@@ -380,5 +381,8 @@ def test_a_signed_websocket_frame_needs_no_token(runner, tokens):
                              ("message_list", {"queue_name": "another"}),
                              ("queue_delete", {"queue_name": queue})]:
             assert frame(action, **body)["headers"]["status"] == 403, action
+        # Signature headers of other types are refused the same way.
+        for odd in ({"URL-Methods": [1]}, {"URL-Signature": 5}, {"URL-Paths": None}):
+            assert frame("message_list", odd, queue_name=queue)["headers"]["status"] == 403, odd
     finally:
         connection.close()
