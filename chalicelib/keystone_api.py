@@ -11,6 +11,7 @@ import datetime
 import json
 import logging
 import urllib.error
+import urllib.parse
 import urllib.request
 
 log = logging.getLogger("zaqar.keystone")
@@ -127,5 +128,19 @@ def create_trust(keystone_url: str, token: str, *, trustor_user_id: str, trustee
                         refused=REFUSALS)
     trust = document.get("trust") if isinstance(document, dict) else None
     if not (isinstance(trust, dict) and isinstance(trust.get("id"), str)):
+        raise Unavailable("Keystone's answer holds no trust")
+    return trust
+
+
+def get_trust(keystone_url: str, token: str, trust_id: str, timeout: float) -> dict:
+    """The trust `trust_id` (`{"id", "trustor_user_id", "trustee_user_id",
+    "project_id", ...}`) as `token`'s user sees it: Keystone shows a trust
+    to its trustor and its trustee (and admins), and answers 403 to anyone
+    else and 404 for a trust it does not have (deleted, expired): Refused
+    with that status."""
+    url = f"{keystone_url.rstrip('/')}/OS-TRUST/trusts/{urllib.parse.quote(trust_id, safe='')}"
+    _, document = _call("GET", url, timeout, {"X-Auth-Token": token}, refused=REFUSALS)
+    trust = document.get("trust") if isinstance(document, dict) else None
+    if not (isinstance(trust, dict) and trust.get("id") == trust_id):
         raise Unavailable("Keystone's answer holds no trust")
     return trust

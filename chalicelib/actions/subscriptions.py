@@ -83,18 +83,43 @@ def _check_trusts_available(scheme, settings):
                          f"user) is configured; use {webhook} instead.")
 
 
+NEEDS_TOKEN = ("A trust+ subscriber needs the caller's own token to {}: send X-Auth-Token "
+               "with the request (on the websocket, with the frame).")
+NOT_CALLERS = ("options.trust_id names a trust the caller did not make for this service in "
+               "this project.")
+
+
+def _check_given_trust(ctx, trust_id):
+    """A trust_id the caller names must be a trust it made for the trustee,
+    on its project: options are readable by the whole project, so another
+    member's trust would deliver tokens acting as that member to this
+    caller's URL. Keystone is asked with the caller's own token."""
+    if not (ctx.auth_token and ctx.user_id):
+        raise BadRequest(NEEDS_TOKEN.format("check options.trust_id with"))
+    try:
+        callers = trusts.is_callers(ctx.settings, ctx.auth_token, ctx.user_id, ctx.project,
+                                    trust_id)
+    except keystone_api.Refused as refused:
+        raise BadRequest("Keystone refused to show the trust options.trust_id names: "
+                         f"{refused.message or refused}")
+    except keystone_api.Unavailable:
+        raise ServiceUnavailable("The Keystone service is temporarily unavailable.")
+    if not callers:
+        raise Forbidden(NOT_CALLERS)
+
+
 def _with_trust(ctx, options, expires_ms):
     """The options of a trust+ subscription: with the `trust_id` they name,
-    as Zaqar takes it, or that of a new trust from the caller to the
+    once Keystone showed it is the caller's (for the trustee, on the
+    caller's project), or that of a new trust from the caller to the
     trustee, for the caller's roles in its project, until `expires_ms`."""
     if "trust_id" in options:
         if not isinstance(options["trust_id"], str):
             raise BadRequest("options.trust_id must be a string.")
+        _check_given_trust(ctx, options["trust_id"])
         return options
     if not (ctx.auth_token and ctx.user_id):
-        raise BadRequest("A trust+ subscriber needs the caller's own token to make a trust "
-                         "with: send X-Auth-Token with the request (on the websocket, "
-                         "with the frame).")
+        raise BadRequest(NEEDS_TOKEN.format("make a trust with"))
     try:
         trust_id = trusts.create(ctx.settings, ctx.auth_token, ctx.user_id, ctx.project,
                                  ctx.roles, expires_ms)
@@ -110,20 +135,26 @@ def _with_trust(ctx, options, expires_ms):
 def _trust_on_update(ctx, queue_name, subscription_id, fields):
     """The fields of a PATCH with the trust a trust+ subscriber needs: a new
     subscriber gets a new trust (the old one was made for another URL,
-    maybe by someone else), unless the options name one; options replaced
-    for the same trust+ subscriber keep its trust."""
+    maybe by someone else), unless the options name one, which must be the
+    caller's; options replaced for the same trust+ subscriber keep its
+    trust, or name the one it has, or another of the caller's."""
     subscriber, options = fields.get("subscriber"), fields.get("options")
     if subscriber is not None and not trusts.is_trust(subscriber):
         return fields
-    if subscriber is None and (options is None or "trust_id" in options):
+    if subscriber is None and options is None:
         return fields
     current = get(ctx, queue_name, subscription_id)
     if subscriber is None or subscriber == current.subscriber:
-        if (options is not None and "trust_id" not in options
-                and trusts.is_trust(current.subscriber) and "trust_id" in current.options):
-            return {**fields, "options": {**options,
-                                          "trust_id": current.options["trust_id"]}}
-        return fields
+        if options is None or not trusts.is_trust(current.subscriber):
+            return fields  # a plain webhook's options: no trust is used
+        kept = current.options.get("trust_id")
+        if "trust_id" not in options:
+            if kept is None:
+                return fields
+            return {**fields, "options": {**options, "trust_id": kept}}
+        if options["trust_id"] == kept:
+            return fields  # the one it has: checked when it was given
+        return {**fields, "options": _with_trust(ctx, options, current.expires)}
     if options is None:
         options = {name: value for name, value in current.options.items()
                    if name != "trust_id"}

@@ -4,12 +4,17 @@ uses them (auth-notes §4.3).
 At subscribe (`create`), the caller delegates its roles on its project to
 the service's own Keystone user, the trustee, with the caller's own token
 (Keystone lets only the trustor create a trust), impersonating, until the
-subscription expires. At delivery (`token_for`), the trustee gets a token
-scoped to that trust, which the webhook carries as X-Auth-Token: the
-subscriber can act as the caller, in its project, with its roles. The
-trustee's own token (`service_token`) also validates the tokens Keystone
-lets no one else validate, trust-scoped ones among them: a subscriber that
-calls this service back with its delivery's token, as tempest's does.
+subscription expires. A trust the caller names instead (options.trust_id)
+must be one it made for the trustee on its project (`is_callers`): options
+are readable by the whole project, so a member could otherwise have
+another's trust deliver tokens acting as that other to its own URL.
+
+At delivery (`token_for`), the trustee gets a token scoped to that trust,
+which the webhook carries as X-Auth-Token: the subscriber can act as the
+caller, in its project, with its roles. The trustee's own token
+(`service_token`) also validates the tokens Keystone lets no one else
+validate, trust-scoped ones among them: a subscriber that calls this
+service back with its delivery's token, as tempest's does.
 
 Unlike Zaqar, which asks Keystone for a token on every delivery, a warm
 function reuses a trust's token for up to `keystone_cache_seconds`, and
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import re
 import threading
 from typing import TYPE_CHECKING
 
@@ -35,6 +41,9 @@ log = logging.getLogger("zaqar.notify")
 PREFIX = "trust+"  # trust+http://host/path is delivered to http://host/path
 TOKEN_MARGIN_MS = 300_000
 _CACHE_MAX = 10_000  # trust tokens kept; dropped wholesale when full
+# What a trust id may be before Keystone is asked about it (its ids are
+# 32 hex digits): nothing that would change the path asked for.
+_TRUST_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 _passwords: dict[str, str] = {}  # SSM parameter name -> its value
 # (keystone, user, domain) -> (its token, its user id, kept until, epoch ms)
@@ -141,6 +150,28 @@ def create(settings: Settings, caller_token: str, trustor_user_id: str, project:
         trustee_user_id=_trustee(settings)[1], project_id=project, roles=sorted(roles),
         expires_at=_iso(expires_ms), timeout=settings.keystone_timeout)
     return trust["id"]
+
+
+def is_callers(settings: Settings, caller_token: str, trustor_user_id: str, project: str,
+               trust_id: str) -> bool:
+    """Whether `trust_id` names a trust from the caller (`trustor_user_id`,
+    asking with its own token) to this service's trustee on `project`. A
+    trust Keystone will not show the caller (403: not its trustor; 404: no
+    such trust, or deleted, or expired) is not. keystone_api.Refused for
+    Keystone's other refusals (401: the caller's token is no longer valid);
+    otherwise errors as `create`'s."""
+    if not _TRUST_ID.fullmatch(trust_id):
+        return False
+    try:
+        trust = keystone_api.get_trust(settings.keystone_url, caller_token, trust_id,
+                                       settings.keystone_timeout)
+    except keystone_api.Refused as refused:
+        if refused.status in (403, 404):
+            return False
+        raise
+    return (trust.get("trustor_user_id") == trustor_user_id
+            and trust.get("project_id") == project
+            and trust.get("trustee_user_id") == _trustee(settings)[1])
 
 
 def token_for(settings: Settings, trust_id: str) -> str:
