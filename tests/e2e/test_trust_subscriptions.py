@@ -14,6 +14,7 @@ import uuid
 import pytest
 import websocket
 
+from chalicelib.actions.subscriptions import NOT_CALLERS
 from conftest import CLIENT_ID
 from local import keystone as local_keystone
 from tests.e2e.conftest import launch
@@ -161,3 +162,21 @@ def test_without_a_trustee_trust_subscribers_are_refused(keystone, alpha):
                      {"subscriber": "trust+http://127.0.0.1:9/hook"})
     assert answer.status_code == 400
     assert answer.json() == {"title": "Invalid API request", "description": NO_TRUSTEE}
+
+
+def test_another_members_trust_id_is_refused(runner, keystone, alpha):
+    """options are readable by the whole project: alpha-reader naming the
+    trust of alpha-member's subscription, to have it deliver tokens acting
+    as alpha-member to the reader's own URL, is refused."""
+    token, _ = alpha
+    queue = f"borrowed-{uuid.uuid4().hex[:8]}"
+    subscription = subscribe(runner, token, queue,
+                             {"subscriber": "trust+http://127.0.0.1:9/alpha", "ttl": 600})
+    reader = local_keystone.USERS["alpha-reader"]
+    reader_token, _ = local_keystone.issue_token(keystone.url, reader.name, reader.password,
+                                                 reader.project)
+    answer = ask(runner, "POST", f"/v2/queues/{queue}/subscriptions", reader_token, {
+        "subscriber": "trust+http://127.0.0.1:9/reader",
+        "options": {"trust_id": subscription["options"]["trust_id"]}})
+    assert answer.status_code == 403, answer.text
+    assert answer.json() == {"title": "Not authorized", "description": NOT_CALLERS}
