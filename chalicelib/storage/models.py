@@ -17,6 +17,8 @@ from pynamodb.attributes import (
 )
 from pynamodb.models import Model
 
+MAX_POOL_CONNECTIONS = 64
+
 
 def _meta(table_setting, stream_view_type=None):
     class Meta:
@@ -30,6 +32,9 @@ def _meta(table_setting, stream_view_type=None):
         max_retry_attempts = 1
         connect_timeout_seconds = 2
         read_timeout_seconds = 5
+        # Above storage.parallel's workers: concurrent requests of one Lambda
+        # (a claim's writes) each keep a connection instead of opening one.
+        max_pool_connections = MAX_POOL_CONNECTIONS
     if stream_view_type:
         Meta.stream_view_type = stream_view_type
     return Meta
