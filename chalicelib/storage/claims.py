@@ -46,6 +46,7 @@ from chalicelib.storage.base import DeadLetter
 from chalicelib.storage.errors import ClaimedByAnother, ClaimNotFound, MessageNotClaimed
 from chalicelib.storage.messages import (
     TIMER_KEEP_S,
+    check_version,
     delete_positions,
     get_records,
     hex_number,
@@ -242,8 +243,10 @@ class Claimer:
     """
 
     def __init__(self, pq: str, floor: int, ttl: int, grace: int, limit: int, now: int,
-                 dead_letter: DeadLetter | None = None, counted: bool = True) -> None:
+                 dead_letter: DeadLetter | None = None, counted: bool = True,
+                 version: int | None = None) -> None:
         self.pq, self.floor, self.limit, self.now = pq, floor, limit, now
+        self.version = version  # of the queue's facts the caller gave
         self.ttl, self.grace = ttl, grace
         self.expires = now + ttl * 1000
         self.claim_id = new_claim_id(self.expires)
@@ -487,16 +490,19 @@ def settle_timers(pq: str, floor: int) -> None:
 
 
 def create(project: str, queue: str, floor: int, ttl: int, grace: int, limit: int,
-           dead_letter: DeadLetter | None = None) -> tuple[str, list[Message]]:
+           dead_letter: DeadLetter | None = None,
+           version: int | None = None) -> tuple[str, list[Message]]:
     """Claim up to `limit` free messages, oldest first.
 
     Returns (claim_id, [Message]); the list is empty when nothing was free.
+    StaleQueue, before anything is taken, if the queue is not at `version`.
     """
     return _claim(Claimer(queue_key(project, queue), floor, ttl, grace, limit,
-                          clock.now_ms(), dead_letter))
+                          clock.now_ms(), dead_letter, version=version))
 
 
-def pop(project: str, queue: str, floor: int, limit: int) -> list[Message]:
+def pop(project: str, queue: str, floor: int, limit: int,
+        version: int | None = None) -> list[Message]:
     """Remove up to `limit` free messages, oldest first, and return them.
 
     They are held, like a claim that does not count, and then deleted. The
@@ -504,7 +510,7 @@ def pop(project: str, queue: str, floor: int, limit: int) -> list[Message]:
     that frees the messages again.
     """
     claimer = Claimer(queue_key(project, queue), floor, ttl=60, grace=0, limit=limit,
-                      now=clock.now_ms(), counted=False)
+                      now=clock.now_ms(), counted=False, version=version)
     _, taken = _claim(claimer)
     if taken:
         delete_positions(claimer.pq, [position_of(message.id) for message in taken])
@@ -577,6 +583,7 @@ def _claim_from_windows(claimer):
 
 def _claim(claimer):
     state = load_state(claimer.pq)
+    check_version(state, claimer.version)
     claimer.saw(state)
     others = False
     checked = state.checked or CLAIM_PREFIX

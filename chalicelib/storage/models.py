@@ -61,6 +61,8 @@ class QueueRecord(Model):
     # behind by a deleted queue of the same name sit below it and are ignored
     # until the sweeper removes them.
     floor = NumberAttribute(attr_name="f", default=0)
+    # The queue's version (see QueueState.version) when this item was written.
+    version = NumberAttribute(attr_name="v", null=True)
 
 
 # The messages table holds, under one partition per queue (`pq`):
@@ -114,6 +116,9 @@ class QueueState(Model):
     # contending (epoch ms).
     window_end = NumberAttribute(attr_name="w", null=True)
     contended = NumberAttribute(attr_name="ct", null=True)
+    # Raised before every change to the queue's item (see queues.py): facts
+    # of the queue read at another version may be out of date.
+    version = NumberAttribute(attr_name="v", null=True)
 
 
 class ClaimRecord(Model):
