@@ -102,10 +102,6 @@ def claim_key(claim_id: str) -> str:
     return CLAIM_PREFIX + claim_id
 
 
-def due_of(key: str) -> int:
-    return int(key[len(CLAIM_PREFIX):len(CLAIM_PREFIX) + 12], 16)
-
-
 def load_claim(pq: str, claim_id: str) -> ClaimRecord | None:
     if not is_claim_id(claim_id):
         return None
