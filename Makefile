@@ -12,6 +12,9 @@ DATA_DIR ?= .local/data
 STAGE ?= dev
 WS_PORT ?= 9000
 DYNAMODB_PORT ?= 8000
+# DYNAMODB_ENDPOINT=http://host:port uses that DynamoDB (or AWS's, with your
+# credentials) instead of starting DynamoDB Local; missing tables are created.
+DYNAMODB_ENDPOINT ?=
 PYTEST_ARGS ?= -n 2
 # AUTH=keystone KEYSTONE_URL=http://127.0.0.1:5000/v3 authenticates with that
 # Keystone instead of as the stage says (dev: noauth).
@@ -25,9 +28,10 @@ KEYSTONE_STAMP := .local/keystone/.installed
 
 .PHONY: run test
 
-run: $(VENV_STAMP) $(DYNAMODB_STAMP)
+run: $(VENV_STAMP) $(if $(DYNAMODB_ENDPOINT),,$(DYNAMODB_STAMP))
 	$(VENV)/bin/python -m local.runner --host $(HOST) --port $(PORT) --ws-port $(WS_PORT) \
 		--dynamodb-port $(DYNAMODB_PORT) --data-dir $(DATA_DIR) --stage $(STAGE) \
+		$(if $(DYNAMODB_ENDPOINT),--dynamodb-endpoint $(DYNAMODB_ENDPOINT)) \
 		$(if $(AUTH),--auth $(AUTH)) $(if $(KEYSTONE_URL),--keystone-url $(KEYSTONE_URL))
 
 test: $(VENV_STAMP) $(DYNAMODB_STAMP) $(KEYSTONE_STAMP)

@@ -18,6 +18,7 @@ as 1 WRU here (design brief). DynamoDB Local reports only CapacityUnits (no
 read/write split), so the operation decides whether they are read or write
 units; on AWS the split fields are used when present.
 """
+import contextvars
 import json
 import os
 import statistics
@@ -146,7 +147,9 @@ class Meter:
     def __init__(self):
         self._lock = threading.Lock()
         self._usage = Usage()
-        self._local = threading.local()
+        # The caller's own tally, in a context variable: storage.parallel runs
+        # a request's DynamoDB calls in pool threads, in copies of its context.
+        self._tally = contextvars.ContextVar("bench_tally")
         self.clients = []  # every client hooked, to report which models share
 
     def snapshot(self):
@@ -186,15 +189,26 @@ class Meter:
         else:
             for entry in capacity if isinstance(capacity, list) else [capacity]:
                 self._add(usage, operation, entry)
+        tally = self._own_tally()
         with self._lock:
             self._usage = self._usage + usage
-        # The calling thread's own tally (botocore calls handlers in it), so
-        # concurrent threads can each measure their own calls.
-        self._local.usage = getattr(self._local, "usage", Usage()) + usage
+            # The caller's own tally (botocore calls handlers in its thread or
+            # in a pool thread running in its context), so concurrent callers
+            # can each measure their own calls.
+            tally[0] = tally[0] + usage
+
+    def _own_tally(self):
+        tally = self._tally.get(None)
+        if tally is None:
+            tally = [Usage()]
+            self._tally.set(tally)
+        return tally
 
     def thread_snapshot(self):
-        """This thread's running totals."""
-        return getattr(self._local, "usage", Usage()).copy()
+        """This thread's running totals (with its requests' pool work)."""
+        tally = self._own_tally()
+        with self._lock:
+            return tally[0].copy()
 
     @staticmethod
     def _add(usage, operation, entry):

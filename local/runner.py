@@ -3,10 +3,11 @@
     python -m local.runner --host 127.0.0.1 --port 8888 --data-dir .local/data
 
 One process: DynamoDB Local as a child (or moto, in memory, when Java is
-missing), the Chalice app loaded with the stage's environment, its HTTP
-routes served by Chalice's local server (threaded), a thread per
-`@app.schedule` handler and a poller per `@app.on_dynamodb_record` handler
-(local/triggers.py). Ctrl-C or SIGTERM stops all of it.
+missing; or an existing DynamoDB named by --dynamodb-endpoint), the
+Chalice app loaded with the stage's environment, its HTTP routes served by
+Chalice's local server (threaded), a thread per `@app.schedule` handler and a
+poller per `@app.on_dynamodb_record` handler (local/triggers.py). Ctrl-C or
+SIGTERM stops all of it.
 """
 import argparse
 import functools
@@ -18,6 +19,7 @@ import signal
 import time
 from http import HTTPStatus
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import boto3
 from chalice.cli.factory import CLIFactory
@@ -49,6 +51,10 @@ def parse_args(argv=None):
                         help="where DynamoDB Local keeps its tables across restarts")
     parser.add_argument("--in-memory", action="store_true",
                         help="keep nothing: DynamoDB Local runs with -inMemory")
+    parser.add_argument("--dynamodb-endpoint", metavar="URL",
+                        help="use this DynamoDB instead of starting one (another "
+                             "DynamoDB Local, or AWS with the caller's credentials); "
+                             "missing tables are created there")
     parser.add_argument("--stage", default="dev", help="Chalice stage whose environment to use")
     parser.add_argument("--auth", choices=("noauth", "keystone"),
                         help="authenticate so instead of as the stage says")
@@ -76,9 +82,12 @@ class Storage:
         self.description = description
 
 
-def start_storage(host, port, data_dir):
-    """DynamoDB Local when Java is there; else moto, in process and in memory
+def start_storage(host, port, data_dir, endpoint=None):
+    """The DynamoDB at `endpoint` if given (nothing to start or stop); else
+    DynamoDB Local when Java is there; else moto, in process and in memory
     (moto's standalone server would need Flask, which nothing else needs)."""
+    if endpoint:
+        return Storage(endpoint, lambda: None, f"DynamoDB at {endpoint} (not started here)")
     if dynamodb_local.java_available():
         db = dynamodb_local.start(port=port, data_dir=data_dir, host=host)
         where = f"data in {data_dir}" if data_dir else "in memory"
@@ -89,6 +98,11 @@ def start_storage(host, port, data_dir):
     mock = moto.mock_aws()
     mock.start()
     return Storage(None, mock.stop, "moto, in process, in memory")
+
+
+def is_local(endpoint):
+    """Whether storage is on this machine (moto, or a DynamoDB on loopback)."""
+    return not endpoint or urlsplit(endpoint).hostname in ("127.0.0.1", "localhost", "::1")
 
 
 def configure_environment(stage, endpoint, overrides=None):
@@ -105,16 +119,17 @@ def configure_environment(stage, endpoint, overrides=None):
     else:
         os.environ.pop("DYNAMODB_ENDPOINT", None)
     os.environ.update({
-        # Dummy credentials: local storage ignores them, and real ones must
-        # never be picked up from the developer's profile by mistake.
-        "AWS_ACCESS_KEY_ID": "local",
-        "AWS_SECRET_ACCESS_KEY": "local",
         "AWS_DEFAULT_REGION": REGION,
         "AWS_REGION": REGION,
         # Without it botocore 1.44 builds account-based endpoints, which
         # moto's stream API does not answer.
         "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
     })
+    if not is_local(endpoint):
+        return  # AWS itself: the caller's own credentials
+    # Dummy credentials: local storage ignores them, and real ones must never
+    # be picked up from the developer's profile by mistake.
+    os.environ.update({"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"})
     os.environ.pop("AWS_SESSION_TOKEN", None)
     os.environ.pop("AWS_PROFILE", None)
 
@@ -138,7 +153,10 @@ def build_storage_clients():
 
 
 def aws_client(service, endpoint):
-    return boto3.client(service, endpoint_url=endpoint, region_name=REGION)
+    """A client of `service` at the local `endpoint`; on AWS, at the region's
+    own endpoint of the service (streams have their own)."""
+    return boto3.client(service, endpoint_url=endpoint if is_local(endpoint) else None,
+                        region_name=REGION)
 
 
 class Refused(Exception):
@@ -336,7 +354,8 @@ def main(argv=None):
     data_dir = None if args.in_memory else Path(args.data_dir).resolve()
     storage, workers, server = None, [], None
     try:
-        storage = start_storage(args.host, args.dynamodb_port, data_dir)
+        storage = start_storage(args.host, args.dynamodb_port, data_dir,
+                                args.dynamodb_endpoint)
         log.info("storage: %s", storage.description)
         overrides = auth_overrides(args)
         configure_environment(args.stage, storage.endpoint, overrides)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from chalicelib.actions import storage
-from chalicelib.actions.messages import load_queue
+from chalicelib.actions.messages import on_queue
 from chalicelib.errors import InvalidBody, NotFound
 from chalicelib.storage.base import DeadLetter
 from chalicelib.validation import check_limit, check_queue_name, validate
@@ -28,14 +28,16 @@ def create(ctx: Context, queue_name: str, document: object = None,
     validate("claim_create", document, settings)
     limit = 10 if limit is None else limit
     check_limit(limit, settings.max_messages_per_claim_or_pop, "may not be greater than")
-    metadata, floor = load_queue(ctx, queue_name)
-    if metadata is None:
-        return None, []
-    return storage(ctx).claims.create(
-        ctx.project, queue_name, floor,
-        ttl=document.get("ttl", settings.default_claim_ttl),
-        grace=document.get("grace", settings.default_claim_grace), limit=limit,
-        dead_letter=dead_letter_of(ctx, metadata))
+
+    def claim_on(facts):
+        if facts is None:
+            return None, []
+        return storage(ctx).claims.create(
+            ctx.project, queue_name, facts.floor,
+            ttl=document.get("ttl", settings.default_claim_ttl),
+            grace=document.get("grace", settings.default_claim_grace), limit=limit,
+            dead_letter=dead_letter_of(ctx, facts.metadata), version=facts.version)
+    return on_queue(ctx, queue_name, claim_on)
 
 
 def dead_letter_of(ctx: Context, metadata: dict) -> DeadLetter | None:

@@ -6,13 +6,23 @@ from typing import TYPE_CHECKING
 
 from chalicelib.actions import storage
 from chalicelib.errors import BadRequest, Forbidden, NotFound
-from chalicelib.storage.errors import ClaimedByAnother, ClaimNotFound, MessageNotClaimed
+from chalicelib.storage.errors import (
+    ClaimedByAnother,
+    ClaimNotFound,
+    MessageNotClaimed,
+    StaleQueue,
+)
 from chalicelib.validation import check_limit, check_queue_name, validate
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import TypeVar
+
     from chalicelib.config import Settings
-    from chalicelib.storage.base import Message
+    from chalicelib.storage.base import Message, QueueFacts
     from chalicelib.validation import Context
+
+    T = TypeVar("T")
 
 
 def load_queue(ctx: Context, queue_name: str,
@@ -25,6 +35,23 @@ def load_queue(ctx: Context, queue_name: str,
         queues.create(ctx.project, queue_name, {})
         metadata, floor = queues.get_with_floor(ctx.project, queue_name)
     return metadata, floor
+
+
+def on_queue(ctx: Context, queue_name: str,
+             operation: Callable[[QueueFacts | None], T]) -> T:
+    """operation(facts) with the queue's facts as last read here (None: no
+    such queue), and once more with facts read afresh if the store found the
+    queue changed since, or if the request was refused on facts kept (its
+    limits may have changed): a warm function does not read the queue's item
+    on every message request (see storage.queues)."""
+    queues = storage(ctx).queues
+    facts = queues.facts(ctx.project, queue_name)
+    try:
+        return operation(facts)
+    except (StaleQueue, BadRequest):
+        if facts is None or facts.version is None:
+            raise  # refused on facts read just now
+        return operation(queues.facts(ctx.project, queue_name, fresh=True))
 
 
 def check_post_size(size: int, metadata: dict | None, settings: Settings) -> None:
@@ -64,24 +91,29 @@ def post(ctx: Context, queue_name: str, document: object,
     check_queue_name(queue_name)
     settings = ctx.settings
     size = len(json.dumps(document).encode()) if size is None else size
-    metadata, _ = load_queue(ctx, queue_name)
-    check_post_size(size, metadata, settings)
-    default_delay = (metadata or {}).get("_default_message_delay") or 0
-    if not default_delay:
-        document = without_delays(document)
-    validate("messages_post", document, settings)
-    if metadata is None:
-        # Created only once the post is known to be good: a bad one changes nothing.
-        metadata, _ = load_queue(ctx, queue_name, create=True)
-    default_ttl = metadata.get("_default_message_ttl") or settings.default_message_ttl
-    batch = []
-    for message in document["messages"]:
-        kept = {"body": message["body"], "ttl": message.get("ttl", default_ttl)}
-        if default_delay:
-            kept["delay"] = message.get("delay", default_delay)
-        batch.append(kept)
-    return storage(ctx).messages.post(ctx.project, queue_name, batch, ctx.client_id,
-                                      enable_checksum=settings.enable_checksum)
+
+    def post_on(facts):
+        metadata = facts.metadata if facts else None
+        check_post_size(size, metadata, settings)
+        default_delay = (metadata or {}).get("_default_message_delay") or 0
+        checked = document if default_delay else without_delays(document)
+        validate("messages_post", checked, settings)
+        version = facts.version if facts else None
+        if metadata is None:
+            # Created only once the post is known to be good: a bad one
+            # changes nothing. Its facts are read just now: no version to check.
+            metadata, _ = load_queue(ctx, queue_name, create=True)
+        default_ttl = metadata.get("_default_message_ttl") or settings.default_message_ttl
+        batch = []
+        for message in checked["messages"]:
+            kept = {"body": message["body"], "ttl": message.get("ttl", default_ttl)}
+            if default_delay:
+                kept["delay"] = message.get("delay", default_delay)
+            batch.append(kept)
+        return storage(ctx).messages.post(ctx.project, queue_name, batch, ctx.client_id,
+                                          enable_checksum=settings.enable_checksum,
+                                          version=version)
+    return on_queue(ctx, queue_name, post_on)
 
 
 def list_messages(ctx: Context, queue_name: str, marker: str | None = None,
@@ -93,19 +125,22 @@ def list_messages(ctx: Context, queue_name: str, marker: str | None = None,
     check_queue_name(queue_name)
     limit = 10 if limit is None else limit
     check_limit(limit, ctx.settings.max_messages_per_page, "may not be greater than")
-    metadata, floor = load_queue(ctx, queue_name)
-    if metadata is None:
-        return [], None, True
-    # Zaqar forces include_delayed on for a queue without a default delay. Such
-    # a queue holds no delayed message (a delay is dropped there), so storage
-    # is asked for free messages only: that view reads from the claim cursor,
-    # not through every held message.
-    delay_queue = bool(metadata.get("_default_message_delay"))
-    found, marker = storage(ctx).listing.list_messages(
-        ctx.project, queue_name, floor, marker=marker, limit=limit,
-        skip_client=None if echo else ctx.client_id,
-        include_claimed=include_claimed, include_delayed=include_delayed and delay_queue)
-    return found, marker, include_delayed or not delay_queue
+
+    def page_of(facts):
+        if facts is None:
+            return [], None, True
+        # Zaqar forces include_delayed on for a queue without a default delay.
+        # Such a queue holds no delayed message (a delay is dropped there), so
+        # storage is asked for free messages only: that view reads from the
+        # claim cursor, not through every held message.
+        delay_queue = bool(facts.metadata.get("_default_message_delay"))
+        found, last = storage(ctx).listing.list_messages(
+            ctx.project, queue_name, facts.floor, marker=marker, limit=limit,
+            skip_client=None if echo else ctx.client_id,
+            include_claimed=include_claimed,
+            include_delayed=include_delayed and delay_queue, version=facts.version)
+        return found, last, include_delayed or not delay_queue
+    return on_queue(ctx, queue_name, page_of)
 
 
 def get(ctx: Context, queue_name: str, message_id: str) -> Message:
@@ -182,7 +217,10 @@ def pop_messages(ctx: Context, queue_name: str, count: int) -> list[Message]:
     if not 0 < count <= maximum:
         raise BadRequest(f"Pop value must be at least 1 and may not be greater "
                          f"than {maximum}.")
-    metadata, floor = load_queue(ctx, queue_name)
-    if metadata is None:
-        return []
-    return storage(ctx).claims.pop(ctx.project, queue_name, floor, count)
+
+    def pop_on(facts):
+        if facts is None:
+            return []
+        return storage(ctx).claims.pop(ctx.project, queue_name, facts.floor, count,
+                                       version=facts.version)
+    return on_queue(ctx, queue_name, pop_on)

@@ -46,6 +46,17 @@ class Posted:
 
 
 @dataclass(frozen=True)
+class QueueFacts:
+    """What message requests need of a queue, and the queue's version they
+    were read at: a store given them checks it where it reads or writes the
+    queue's state anyway (StaleQueue if the queue changed since). None for
+    facts read just now, which need no check."""
+    metadata: dict
+    floor: int  # the lowest position of this incarnation
+    version: int | None
+
+
+@dataclass(frozen=True)
 class DeadLetter:
     """Where a message claimed `max_claims` times goes on its next claim."""
     project: str
@@ -105,6 +116,11 @@ class QueueStore(Protocol):
         """(metadata, floor: the lowest position of this incarnation), or
         (None, None) for a missing queue."""
 
+    def facts(self, project: str, name: str, fresh: bool = False) -> QueueFacts | None:
+        """The queue's QueueFacts as last read here (read now, strongly
+        consistent and with no version to check, if `fresh`), or None for a
+        queue not found."""
+
     def update_metadata(self, project: str, name: str,
                         change: Callable[[dict], dict]) -> dict | None:
         """The metadata `change` made of the stored one, written without
@@ -125,9 +141,10 @@ class QueueStore(Protocol):
 
 class MessageStore(Protocol):
     def post(self, project: str, queue: str, messages: list[dict], client_id: str,
-             enable_checksum: bool = False) -> list[str]:
+             enable_checksum: bool = False, version: int | None = None) -> list[str]:
         """The new ids, in posting order; all or nothing (ServiceUnavailable
-        when the batch could not be written in time)."""
+        when the batch could not be written in time). StaleQueue, and nothing
+        written, if the queue is not at `version` (None: no check)."""
 
     def get(self, project: str, queue: str, message_id: str) -> Message | None:
         """The live Message, or None (for any id, well formed or not)."""
@@ -153,15 +170,19 @@ class ListingStore(Protocol):
     def list_messages(self, project: str, queue: str, floor: int,
                       marker: str | None = None, limit: int = 10,
                       skip_client: str | None = None, include_claimed: bool = False,
-                      include_delayed: bool = False) -> tuple[list[Message], str | None]:
-        """([Message], the next page's marker or None)."""
+                      include_delayed: bool = False, version: int | None = None,
+                      ) -> tuple[list[Message], str | None]:
+        """([Message], the next page's marker or None); StaleQueue if the
+        queue is not at `version` (None: no check)."""
 
 
 class ClaimStore(Protocol):
     def create(self, project: str, queue: str, floor: int, ttl: int, grace: int,
                limit: int, dead_letter: DeadLetter | None = None,
-               ) -> tuple[str, list[Message]]:
-        """(claim id, [Message]), oldest first; the list is empty when none was free."""
+               version: int | None = None) -> tuple[str, list[Message]]:
+        """(claim id, [Message]), oldest first; the list is empty when none was
+        free. StaleQueue, and nothing taken, if the queue is not at `version`
+        (None: no check)."""
 
     def get(self, project: str, queue: str,
             claim_id: str) -> tuple[int, int, list[Message]] | None:
@@ -178,8 +199,10 @@ class ClaimStore(Protocol):
         """Nothing; raises ClaimNotFound, MessageNotClaimed or ClaimedByAnother
         when the message's claim forbids the delete."""
 
-    def pop(self, project: str, queue: str, floor: int, limit: int) -> list[Message]:
-        """The removed Messages, up to `limit`, oldest first."""
+    def pop(self, project: str, queue: str, floor: int, limit: int,
+            version: int | None = None) -> list[Message]:
+        """The removed Messages, up to `limit`, oldest first; StaleQueue, and
+        nothing removed, if the queue is not at `version` (None: no check)."""
 
 
 class StatsStore(Protocol):

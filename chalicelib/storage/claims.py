@@ -46,6 +46,7 @@ from chalicelib.storage.base import DeadLetter
 from chalicelib.storage.errors import ClaimedByAnother, ClaimNotFound, MessageNotClaimed
 from chalicelib.storage.messages import (
     TIMER_KEEP_S,
+    check_version,
     delete_positions,
     get_records,
     hex_number,
@@ -67,6 +68,7 @@ from chalicelib.storage.models import (
     QueueState,
     queue_key,
 )
+from chalicelib.storage.parallel import in_parallel
 from chalicelib.storage.retry import condition_failed, retrying
 
 if TYPE_CHECKING:
@@ -98,10 +100,6 @@ def is_claim_id(text: object) -> bool:
 
 def claim_key(claim_id: str) -> str:
     return CLAIM_PREFIX + claim_id
-
-
-def due_of(key: str) -> int:
-    return int(key[len(CLAIM_PREFIX):len(CLAIM_PREFIX) + 12], 16)
 
 
 def load_claim(pq: str, claim_id: str) -> ClaimRecord | None:
@@ -172,25 +170,21 @@ def due_timers(pq: str, checked: str, now: int,
     return [timer for timer in timers if timer.sk != checked][:limit]
 
 
-def hold_ends(pq: str, timer: ClaimRecord) -> int:
-    """When the hold a due timer stands for ends: a renewed claim ends later
-    (and a later timer covers it), so that timer has nothing to release."""
-    if timer.is_delay:
-        return due_of(timer.sk)
-    claim = timer if timer.of is None else load_claim(pq, timer.of)
-    return 0 if claim is None else claim.expires
-
-
 def released_by_timers(pq: str, timers: Iterable[ClaimRecord], now: int, floor: int,
                        unfinished: frozenset[str] = frozenset(),
                        ) -> Iterator[tuple[ClaimRecord, list[MessageRecord]]]:
-    """For each due timer: the free messages it covers, oldest first."""
+    """For each due timer: the free messages it covers, oldest first.
+
+    The messages of all the timers are read at once. A timer whose hold has
+    not ended (its claim was renewed; a later timer covers it) finds them
+    still held, which is all that reading its claim record would have told.
+    """
+    timers = list(timers)
+    free = {position_of(record.message_id): record
+            for record in _records_at(pq, [p for timer in timers for p in timer.positions])
+            if is_free(record, now, floor, unfinished)}
     for timer in timers:
-        records = []
-        if hold_ends(pq, timer) <= now:
-            records = [record for record in _records_at(pq, timer.positions)
-                       if is_free(record, now, floor, unfinished)]
-        yield timer, records
+        yield timer, [free[p] for p in sorted(set(timer.positions)) if p in free]
 
 
 def _free_condition(now):
@@ -245,8 +239,10 @@ class Claimer:
     """
 
     def __init__(self, pq: str, floor: int, ttl: int, grace: int, limit: int, now: int,
-                 dead_letter: DeadLetter | None = None, counted: bool = True) -> None:
+                 dead_letter: DeadLetter | None = None, counted: bool = True,
+                 version: int | None = None) -> None:
         self.pq, self.floor, self.limit, self.now = pq, floor, limit, now
+        self.version = version  # of the queue's facts the caller gave
         self.ttl, self.grace = ttl, grace
         self.expires = now + ttl * 1000
         self.claim_id = new_claim_id(self.expires)
@@ -258,14 +254,24 @@ class Claimer:
         self.recorded = False
         # Batch tokens of posts still writing, and of all uncommitted posts.
         self.writing = self.unfinished = frozenset()
+        self.counter = 0  # the last position reserved when the state was read
         self.seen = []  # (from, to): ranges read with nothing free left untried
         # Tokens of posts past their deadline whose messages the cursor would
         # pass: the move holds only while they are still uncommitted.
         self.abandoned = set()
 
     def saw(self, state: QueueState) -> None:
-        """Note the posts the queue's state lists as unfinished."""
+        """Note the posts the queue's state lists as unfinished, and how far
+        positions were reserved: a batch reserved later is not listed."""
         self.writing, self.unfinished = unfinished_batches(state, self.now)
+        self.counter = int(state.counter or 0)
+
+    def unlisted_batch(self, record: MessageRecord) -> bool:
+        """Whether the message is of a batch reserved after the state was
+        read: it may not have committed, and must be neither taken nor passed
+        (its post would then fail to commit and take it back)."""
+        return (record.batch_token is not None
+                and position_of(record.message_id) > self.counter)
 
     @property
     def full(self) -> bool:
@@ -303,17 +309,21 @@ class Claimer:
         return True
 
     def take_some(self, found: Iterable[MessageRecord]) -> None:
-        """Take candidates oldest first until full. Claimers that lose a race
-        are reading the same candidates in the same order as the winner: the
-        loser jumps to a random one of the rest, so they spread out instead of
-        losing every race after the first (each loss is a billed write)."""
+        """Take candidates oldest first until full, as many at once as are
+        still needed. Claimers that lose a race are reading the same
+        candidates in the same order as the winner: after a loss the rest are
+        tried from a random one on, so claimers spread out instead of losing
+        every race after the first (each loss is a billed write)."""
         order = list(found)
         if self.lost and order:  # a later round: others are at the head too
             jump = random.randrange(len(order))
             order = order[jump:] + order[:jump]
         while order and not self.full:
-            if not self.take(order.pop(0)):
-                self.lost += 1
+            needed = self.limit - len(self.taken)
+            batch, order = order[:needed], order[needed:]
+            won = in_parallel([lambda record=record: self.take(record) for record in batch])
+            if not all(won):
+                self.lost += won.count(False)
                 if order:
                     jump = random.randrange(len(order))
                     order = order[jump:] + order[:jump]
@@ -325,21 +335,29 @@ class Claimer:
         """Free messages to try, oldest first: those of due timers, then from
         `start` on (the cursor), or, given a `window` of positions handed to
         this claimer alone, from its start to its end: the next is another's.
-        Returns (candidates, timers read, records read from `start`)."""
+        Returns (candidates, timers read, records read from `start`). The
+        timers and `start` are read at once: when timers release messages
+        (rare: a consumer that did not delete) the read from `start` was
+        longer than needed."""
         # Each race lost so far widens the window: claimers spread over more.
         wanted = self.limit - len(self.taken) + CANDIDATE_MARGIN + self.lost
         end = start + self.limit - 1 if window else 2 ** 64 - 1
-        timers = list(released_by_timers(self.pq, due_timers(self.pq, checked, self.now),
-                                          self.now, self.floor, self.unfinished))
+        timers, read = in_parallel([
+            lambda: list(released_by_timers(self.pq, due_timers(self.pq, checked, self.now),
+                                            self.now, self.floor, self.unfinished)),
+            lambda: self._read_free(start, wanted, end)])
         released = sorted({position_of(r.message_id): r for _, records in timers
-                           for r in records if position_of(r.message_id) not in self.tried}
-                          .items())
+                           for r in records if self.untried_free(r)}.items())
         found = [record for _, record in released][:wanted]
         named = {position for position, _ in released}  # a timer may name it too
-        read = []
-        if len(found) < wanted:
-            read = self._read_free(start, wanted - len(found), found, named, end)
+        found += [record for record in read if self.untried_free(record)
+                  and position_of(record.message_id) not in named][:wanted - len(found)]
         return found, timers, read
+
+    def untried_free(self, record: MessageRecord) -> bool:
+        return (is_free(record, self.now, self.floor, self.unfinished)
+                and not self.unlisted_batch(record)
+                and position_of(record.message_id) not in self.tried)
 
     def round(self, checked: str, start: int, window: bool = False) -> tuple[bool, str]:
         """Take candidates (see `candidates`) and note the range read from
@@ -351,18 +369,14 @@ class Claimer:
         self.seen.append((start, self.cursor_after(read, start)))
         return bool(found), self.checked_after(timers, checked)
 
-    def _read_free(self, start, wanted, found, named=frozenset(), end=2 ** 64 - 1):
-        """Read from `start` (to `end`) until `wanted` free untried messages
-        (not among `named`) are appended to `found`; returns the records read."""
+    def _read_free(self, start, wanted, end):
+        """The records from `start` (to `end`), read until `wanted` free
+        untried messages are among them."""
         read = []
         for record in scan(self.pq, start, consistent=True, end=end,
                            page_size=min(100, 2 * wanted + 5)):
             read.append(record)
-            position = position_of(record.message_id)
-            if (is_free(record, self.now, self.floor, self.unfinished)
-                    and position not in self.tried and position not in named):
-                found.append(record)
-                wanted -= 1
+            wanted -= self.untried_free(record)
             if wanted <= 0 or len(read) >= MOST_READ_PER_CLAIM:
                 break
         return read
@@ -399,10 +413,9 @@ class Claimer:
             position = position_of(record.message_id)
             if position > expected and self.now - record.created < POST_WINDOW_MS:
                 break  # a gap
-            if record.batch_token in self.writing:
+            if record.batch_token in self.writing or self.unlisted_batch(record):
                 break
-            if (is_free(record, self.now, self.floor, self.unfinished)
-                    and position not in self.tried):
+            if self.untried_free(record):
                 break
             if record.batch_token in self.unfinished:
                 self.abandoned.add(record.batch_token)
@@ -473,16 +486,19 @@ def settle_timers(pq: str, floor: int) -> None:
 
 
 def create(project: str, queue: str, floor: int, ttl: int, grace: int, limit: int,
-           dead_letter: DeadLetter | None = None) -> tuple[str, list[Message]]:
+           dead_letter: DeadLetter | None = None,
+           version: int | None = None) -> tuple[str, list[Message]]:
     """Claim up to `limit` free messages, oldest first.
 
     Returns (claim_id, [Message]); the list is empty when nothing was free.
+    StaleQueue, before anything is taken, if the queue is not at `version`.
     """
     return _claim(Claimer(queue_key(project, queue), floor, ttl, grace, limit,
-                          clock.now_ms(), dead_letter))
+                          clock.now_ms(), dead_letter, version=version))
 
 
-def pop(project: str, queue: str, floor: int, limit: int) -> list[Message]:
+def pop(project: str, queue: str, floor: int, limit: int,
+        version: int | None = None) -> list[Message]:
     """Remove up to `limit` free messages, oldest first, and return them.
 
     They are held, like a claim that does not count, and then deleted. The
@@ -490,7 +506,7 @@ def pop(project: str, queue: str, floor: int, limit: int) -> list[Message]:
     that frees the messages again.
     """
     claimer = Claimer(queue_key(project, queue), floor, ttl=60, grace=0, limit=limit,
-                      now=clock.now_ms(), counted=False)
+                      now=clock.now_ms(), counted=False, version=version)
     _, taken = _claim(claimer)
     if taken:
         delete_positions(claimer.pq, [position_of(message.id) for message in taken])
@@ -563,6 +579,7 @@ def _claim_from_windows(claimer):
 
 def _claim(claimer):
     state = load_state(claimer.pq)
+    check_version(state, claimer.version)
     claimer.saw(state)
     others = False
     checked = state.checked or CLAIM_PREFIX

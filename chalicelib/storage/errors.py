@@ -42,5 +42,10 @@ class ClaimedByAnother(StorageError):
     delete named none)."""
 
 
+class StaleQueue(StorageError):
+    """The queue's facts the caller gave (base.QueueFacts) are older than
+    the queue: it changed since they were read. Nothing was done."""
+
+
 class SubscriberTaken(StorageError):
     """Another live subscription of the queue has this subscriber."""

@@ -23,13 +23,14 @@ MOST_READ_PER_PAGE = 1000
 def list_messages(project: str, queue: str, floor: int, marker: str | None = None,
                   limit: int = 10, skip_client: str | None = None,
                   include_claimed: bool = False, include_delayed: bool = False,
-                  ) -> tuple[list[Message], str | None]:
+                  version: int | None = None) -> tuple[list[Message], str | None]:
     """A page: ([Message], next marker or None).
 
     `marker` is the id of the last message of the previous page; messages
     posted by `skip_client` are left out (echo off). The next marker is the
     last message read, which may lie past the last one returned when a page
-    reads its limit of records without filling up.
+    reads its limit of records without filling up. StaleQueue if the queue
+    is not at `version` (None: no check).
     """
     pq = queue_key(project, queue)
     now = clock.now_ms()
@@ -39,6 +40,7 @@ def list_messages(project: str, queue: str, floor: int, marker: str | None = Non
     start = max(floor, after + 1 if after is not None else 0)
 
     state = claims.load_state(pq)
+    claims.check_version(state, version)
     _, unfinished = claims.unfinished_batches(state, now)
 
     def wanted(record):

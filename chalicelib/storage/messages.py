@@ -22,7 +22,7 @@ from chalicelib import clock
 from chalicelib.errors import ServiceUnavailable
 from chalicelib.storage import queues as queue_store
 from chalicelib.storage.base import Message, Posted
-from chalicelib.storage.errors import BACKEND_FAILURES
+from chalicelib.storage.errors import BACKEND_FAILURES, StaleQueue
 from chalicelib.storage.models import (
     CLAIM_PREFIX,
     MESSAGE_PREFIX,
@@ -135,12 +135,20 @@ def queue_floor(project: str, queue: str) -> int | None:
 
 # -- post -------------------------------------------------------------------
 
+def check_version(state: QueueState, version: int | None) -> None:
+    """StaleQueue unless the queue, as its state shows, is at `version`
+    (None: nothing to check). See queues.py."""
+    if version is not None and int(state.version or 0) != version:
+        raise StaleQueue()
+
+
 def reserve_positions(pq: str, count: int, batch_token: str | None = None,
-                      deadline: int | None = None) -> int:
+                      deadline: int | None = None, version: int | None = None) -> int:
     """Reserve `count` consecutive positions; returns the first.
 
     With a batch token, the same write lists the batch as pending until
-    `deadline`, so readers hide its messages until the post commits.
+    `deadline`, so readers hide its messages until the post commits. Given
+    the queue's `version`, only while the queue is at it (else StaleQueue).
     """
     base = random.getrandbits(RANDOM_BASE_BITS)
     state = QueueState(pq, STATE_KEY)
@@ -150,15 +158,24 @@ def reserve_positions(pq: str, count: int, batch_token: str | None = None,
                QueueState.cursor.set(QueueState.cursor | base + 1)]
     if batch_token is not None:
         actions.append(QueueState.pending[batch_token].set(deadline))
+    condition = None
+    if version is not None:  # 0: a queue whose version was never raised
+        condition = (QueueState.version == version if version
+                     else QueueState.version.does_not_exist())
     try:
-        retrying(state.update, actions=actions)
+        try:
+            retrying(state.update, actions=actions, condition=condition)
+        except UpdateError as exc:
+            if batch_token is None or error_code(exc) != "ValidationException":
+                raise
+            # The queue's first multi-message post: the map must exist first.
+            retrying(state.update, actions=[QueueState.pending.set(
+                QueueState.pending | {})])
+            retrying(state.update, actions=actions, condition=condition)
     except UpdateError as exc:
-        if batch_token is None or error_code(exc) != "ValidationException":
-            raise
-        # The queue's first multi-message post: the map must exist first.
-        retrying(state.update, actions=[QueueState.pending.set(
-            QueueState.pending | {})])
-        retrying(state.update, actions=actions)
+        if version is not None and condition_failed(exc):
+            raise StaleQueue() from None
+        raise
     return int(state.counter) - count + 1
 
 
@@ -241,7 +258,7 @@ def batch_write(items: Iterable[MessageRecord | ClaimRecord] = (),
 
 
 def post(project: str, queue: str, messages: list[dict], client_id: str,
-         enable_checksum: bool = False) -> list[str]:
+         enable_checksum: bool = False, version: int | None = None) -> list[str]:
     """Store a batch of messages, all or nothing; returns their ids in order.
 
     `messages` are dicts with body, ttl (s) and delay (s). Delayed messages are
@@ -249,12 +266,13 @@ def post(project: str, queue: str, messages: list[dict], client_id: str,
     The messages of a multi-message post carry a batch token that the queue's
     state lists as pending while they are written, one BatchWriteItem per 25:
     readers hide them until the post commits, so a post that fails or dies
-    half-way never shows part of its batch.
+    half-way never shows part of its batch. Given the queue's `version`, the
+    reservation is the check (StaleQueue, nothing written).
     """
     pq = queue_key(project, queue)
     batch_token = f"{random.getrandbits(32):08x}" if len(messages) > 1 else None
     deadline = clock.now_ms() + POST_ABORT_MS
-    first = retrying(reserve_positions, pq, len(messages), batch_token, deadline)
+    first = retrying(reserve_positions, pq, len(messages), batch_token, deadline, version)
     reserved_at = clock.now_ms()
     records, delayed = [], {}
     for offset, message in enumerate(messages):

@@ -17,6 +17,8 @@ from pynamodb.attributes import (
 )
 from pynamodb.models import Model
 
+MAX_POOL_CONNECTIONS = 64
+
 
 def _meta(table_setting, stream_view_type=None):
     class Meta:
@@ -30,6 +32,9 @@ def _meta(table_setting, stream_view_type=None):
         max_retry_attempts = 1
         connect_timeout_seconds = 2
         read_timeout_seconds = 5
+        # Above storage.parallel's workers: concurrent requests of one Lambda
+        # (a claim's writes) each keep a connection instead of opening one.
+        max_pool_connections = MAX_POOL_CONNECTIONS
     if stream_view_type:
         Meta.stream_view_type = stream_view_type
     return Meta
@@ -56,6 +61,8 @@ class QueueRecord(Model):
     # behind by a deleted queue of the same name sit below it and are ignored
     # until the sweeper removes them.
     floor = NumberAttribute(attr_name="f", default=0)
+    # The queue's version (see QueueState.version) when this item was written.
+    version = NumberAttribute(attr_name="v", null=True)
 
 
 # The messages table holds, under one partition per queue (`pq`):
@@ -109,6 +116,9 @@ class QueueState(Model):
     # contending (epoch ms).
     window_end = NumberAttribute(attr_name="w", null=True)
     contended = NumberAttribute(attr_name="ct", null=True)
+    # Raised before every change to the queue's item (see queues.py): facts
+    # of the queue read at another version may be out of date.
+    version = NumberAttribute(attr_name="v", null=True)
 
 
 class ClaimRecord(Model):

@@ -1,17 +1,81 @@
-"""Queues: one item per queue in the queues table, keyed (project, name)."""
+"""Queues: one item per queue in the queues table, keyed (project, name).
+
+Message requests need a few facts of their queue (metadata, floor). Rather
+than reading the queue's item on each, a warm function keeps them as last
+read, with the queue's version they were written at. Every change to a queue
+item first raises the version on the queue's state item (messages table),
+which claims and lists read and posts write anyway: there the version is
+checked, and a request on facts that changed since is refused (StaleQueue)
+before it did anything, to be made again on facts read afresh. The item is
+written with its version, and only over a lower one: of two changes, the one
+that raised the version last writes last, so facts read at the state's
+version are the queue's.
+"""
 from __future__ import annotations
 
+import dataclasses
 import json
+import random
+import threading
+from collections import OrderedDict
 from typing import TYPE_CHECKING
 
-from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
+from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, UpdateError
 
 from chalicelib import clock
+from chalicelib.storage.base import QueueFacts
 from chalicelib.storage.models import STATE_KEY, QueueRecord, QueueState, queue_key
 from chalicelib.storage.retry import condition_failed, retrying
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+
+# Queues whose facts a function keeps: the least recently used go first.
+CACHED_QUEUES = 1000
+_cache: OrderedDict[tuple[str, str, str], QueueFacts] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def _new_version(project, name):
+    """Raise the queue's version, before its item changes: facts read
+    earlier, at a lower version, are then refused where it is checked. By a
+    random step, so that versions do not repeat in other tables (a test's
+    fresh ones); a retried ADD may raise it twice, which costs a fresh read."""
+    state = QueueState(queue_key(project, name), STATE_KEY)
+    retrying(state.update, actions=[QueueState.version.add(random.randint(1, 2 ** 32))])
+    return int(state.version)
+
+
+def _over_older(version):
+    """The condition that the queue item was last written at a lower
+    version than `version`, or never."""
+    return QueueRecord.version.does_not_exist() | (QueueRecord.version < version)
+
+
+def facts(project: str, name: str, fresh: bool = False) -> QueueFacts | None:
+    """The queue's facts as last read here, or read now (strongly consistent,
+    and with no version left to check, if `fresh`); None if not found."""
+    key = (QueueRecord.Meta.table_name, project, name)
+    with _cache_lock:
+        known = None if fresh else _cache.get(key)
+        if known is not None:
+            _cache.move_to_end(key)
+            return known
+    try:
+        record = retrying(QueueRecord.get, project, name, consistent_read=fresh)
+    except DoesNotExist:
+        with _cache_lock:
+            _cache.pop(key, None)
+        return None
+    found = QueueFacts(json.loads(record.metadata), int(record.floor or 0),
+                       int(record.version or 0))
+    with _cache_lock:
+        _cache[key] = found
+        _cache.move_to_end(key)
+        if len(_cache) > CACHED_QUEUES:
+            _cache.popitem(last=False)
+    return dataclasses.replace(found, version=None) if fresh else found
 
 
 def _next_floor(project, name):
@@ -27,8 +91,10 @@ def _next_floor(project, name):
 
 def create(project: str, name: str, metadata: dict | None) -> bool:
     """Create the queue; False (and nothing changed) if it already exists."""
+    floor = _next_floor(project, name)
     record = QueueRecord(project, name, metadata=json.dumps(metadata or {}),
-                         created=clock.now_ms(), floor=_next_floor(project, name))
+                         created=clock.now_ms(), floor=floor,
+                         version=_new_version(project, name))
     try:
         retrying(record.save, condition=QueueRecord.name.does_not_exist())
     except PutError as exc:
@@ -66,10 +132,13 @@ def update_metadata(project: str, name: str,
         except DoesNotExist:
             return None
         updated = change(json.loads(record.metadata))
+        version = _new_version(project, name)
         try:
             retrying(record.update,
-                     actions=[QueueRecord.metadata.set(json.dumps(updated))],
-                     condition=QueueRecord.metadata == record.metadata)
+                     actions=[QueueRecord.metadata.set(json.dumps(updated)),
+                              QueueRecord.version.set(version)],
+                     condition=(QueueRecord.metadata == record.metadata)
+                     & _over_older(version))
         except UpdateError as exc:
             if condition_failed(exc):
                 continue
@@ -78,7 +147,15 @@ def update_metadata(project: str, name: str,
 
 
 def delete(project: str, name: str) -> None:
-    retrying(QueueRecord(project, name).delete)
+    while True:  # again if a change that raised the version later wrote first
+        version = _new_version(project, name)
+        try:
+            retrying(QueueRecord(project, name).delete, condition=_over_older(version))
+        except DeleteError as exc:
+            if condition_failed(exc):
+                continue
+            raise
+        return
 
 
 def list_page(project: str, marker: str | None = None, limit: int = 10,
@@ -116,14 +193,22 @@ def count(project: str) -> int:
 def raise_floor(project: str, name: str) -> bool:
     """Move the queue's floor above every position handed out so far: all its
     current messages drop out of sight at once. False if the queue is missing."""
-    floor = _next_floor(project, name)
-    try:
-        retrying(QueueRecord(project, name).update,
-                 actions=[QueueRecord.floor.set(floor)],
-                 condition=QueueRecord.name.exists()
-                 & (QueueRecord.floor.does_not_exist() | (QueueRecord.floor < floor)))
-    except UpdateError as exc:
-        if condition_failed(exc):
-            return False
-        raise
-    return True
+    while True:  # again if a change that raised the version later wrote first
+        floor = _next_floor(project, name)
+        version = _new_version(project, name)
+        try:
+            retrying(QueueRecord(project, name).update,
+                     actions=[QueueRecord.floor.set(floor), QueueRecord.version.set(version)],
+                     condition=QueueRecord.name.exists() & _over_older(version)
+                     & (QueueRecord.floor.does_not_exist() | (QueueRecord.floor < floor)))
+        except UpdateError as exc:
+            if not condition_failed(exc):
+                raise
+            try:
+                record = retrying(QueueRecord.get, project, name, consistent_read=True)
+            except DoesNotExist:
+                return False
+            if int(record.version or 0) < version:
+                return False  # the floor was as high already
+            continue
+        return True

@@ -90,3 +90,28 @@ def test_claim_of_deleted_queue_is_gone_when_queue_is_recreated(ctx):
     queues.create(ctx, "q", {})
     with pytest.raises(NotFound):
         claims.get(ctx, "q", old_claim)
+
+
+def test_queue_facts_kept_warm_follow_every_change(ctx, store):
+    """Message requests keep their queue's facts as last read instead of
+    reading the queue each time; a change made since (by this function or
+    another: none tells the others) is seen by the very next request."""
+    post(ctx, "q", 2)
+    assert len(claims.create(ctx, "q", {"ttl": 60}, limit=1)[1]) == 1
+    queues.patch(ctx, "q", [{"op": "add", "path": "/metadata/_default_message_ttl",
+                             "value": 120}])
+    post(ctx, "q", 1)
+    found, _, _ = messages.list_messages(ctx, "q", echo=True)
+    assert sorted(message.ttl for message in found) == [120, 3600]
+
+    queues.purge(ctx, "q")
+    assert claims.create(ctx, "q", {"ttl": 60})[1] == []
+    assert messages.list_messages(ctx, "q", echo=True)[0] == []
+
+    post(ctx, "q", 1)
+    store.queues.delete(ctx.project, "q")
+    post(ctx, "q", 1)  # creates the queue again, as a post on no queue does
+    assert store.queues.get_with_floor(ctx.project, "q")[0] == {}
+    assert len(messages.list_messages(ctx, "q", echo=True)[0]) == 1
+    store.queues.delete(ctx.project, "q")
+    assert claims.create(ctx, "q", {"ttl": 60}) == (None, [])
