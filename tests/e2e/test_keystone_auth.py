@@ -118,13 +118,19 @@ def test_roles_x_roles_is_ignored_and_admin_routes_need_admin(runner, tokens):
     assert ask(runner, "GET", "/v2/queues", tokens(reader)).status_code == 200
 
 
-def test_a_signed_url_works_without_a_token_for_its_project_only(runner, tokens):
-    queue = f"signed-{uuid.uuid4().hex[:8]}"
+def shared_queue(runner, tokens, queue):
+    """A queue of beta's holding SECRET, and a signature that lets GET its messages."""
     ask(runner, "PUT", f"/v2/queues/{queue}", tokens(BETA), {})
     ask(runner, "POST", f"/v2/queues/{queue}/messages", tokens(BETA),
         {"messages": [{"body": SECRET}]})
     signed = ask(runner, "POST", f"/v2/queues/{queue}/share", tokens(BETA),
                  {"methods": ["GET"]}).json()
+    return signed
+
+
+def test_a_signed_url_works_without_a_token_for_its_project_only(runner, tokens):
+    queue = f"signed-{uuid.uuid4().hex[:8]}"
+    signed = shared_queue(runner, tokens, queue)
     signature = {"URL-Signature": signed["signature"], "URL-Expires": signed["expires"],
                  "URL-Methods": ",".join(signed["methods"]),
                  "URL-Paths": ",".join(signed["paths"])}
@@ -357,11 +363,7 @@ def test_a_signed_websocket_frame_needs_no_token(runner, tokens):
     JSON lists) may use the message actions the signature allows, on that
     queue, without authenticating."""
     queue = f"signed-ws-{uuid.uuid4().hex[:8]}"
-    ask(runner, "PUT", f"/v2/queues/{queue}", tokens(BETA), {})
-    ask(runner, "POST", f"/v2/queues/{queue}/messages", tokens(BETA),
-        {"messages": [{"body": SECRET}]})
-    signed = ask(runner, "POST", f"/v2/queues/{queue}/share", tokens(BETA),
-                 {"methods": ["GET"]}).json()
+    signed = shared_queue(runner, tokens, queue)
     headers = {"Client-ID": CLIENT_ID, "X-Project-ID": signed["project"],
                "URL-Signature": signed["signature"], "URL-Expires": signed["expires"],
                "URL-Methods": signed["methods"], "URL-Paths": signed["paths"]}
