@@ -167,6 +167,15 @@ class Refused(Exception):
         self.code, self.description = code, description
 
 
+def gateway_cors_headers():
+    """What infra/package.py writes into the gateway's answers: the stage's
+    first allowed origin (chalicelib/cors.py)."""
+    from chalicelib import cors
+    from chalicelib.config import get_settings
+    settings = get_settings()
+    return cors.gateway_headers(settings.cors_allowed_origins, settings.cors_allow_credentials)
+
+
 class RequestHandler(ChaliceRequestHandler):
     """Chalice's request handler, plus one log line per request, and 404
     `{"title": "404 Not Found"}` for unknown paths where API Gateway (and so
@@ -250,11 +259,14 @@ class RequestHandler(ChaliceRequestHandler):
         return int(digits)
 
     def _send_error_response(self, error):
+        """The gateway's own answers (an unknown path, the authorizer's
+        refusals), with the static CORS headers the packaged gateway's carry."""
+        cors_headers = gateway_cors_headers()
         if error.headers.get("x-amzn-ErrorType") == "UnauthorizedException":
-            self._send_http_response(404, {"Content-Type": "application/json"},
+            self._send_http_response(404, {"Content-Type": "application/json", **cors_headers},
                                      NOT_FOUND_BODY)
         else:
-            super()._send_error_response(error)
+            self._send_http_response(error.CODE, {**error.headers, **cors_headers}, error.body)
 
     def _send_http_response_with_body(self, code, headers, body):
         """Chalice's, except that a HEAD answer gets GET's headers and no body,
