@@ -95,15 +95,17 @@ def preflight_headers(request_headers: Mapping[str, str], path_methods: list[str
     return found
 
 
-def gateway_headers(origins: str, allow_credentials: bool) -> dict[str, str]:
-    """The static CORS headers of API Gateway's own answers, which cannot echo
-    the request's Origin: the first of `origins` (a comma list); none if the
-    stage allows no origin."""
+def first_origin(origins: str) -> str | None:
+    """The one origin API Gateway's own answers can name, of a comma list."""
     names = _names(origins)
-    if not names:
-        return {}
-    headers = {"Access-Control-Allow-Origin": names[0]}
-    if names[0] != ANY:
+    return names[0] if names else None
+
+
+def gateway_headers(origin: str, allow_credentials: bool) -> dict[str, str]:
+    """The static CORS headers of API Gateway's own answers, which cannot echo
+    the request's Origin: `origin` (first_origin of the stage's) only."""
+    headers = {"Access-Control-Allow-Origin": origin}
+    if origin != ANY:
         headers["Vary"] = "Origin"
     if allow_credentials:
         headers["Access-Control-Allow-Credentials"] = "true"

@@ -46,6 +46,7 @@ MERGE_TEMPLATE = Path(__file__).resolve().parent / "resources.json"
 # The service's own rules (which settings are acceptable, which routes are
 # open, what the gateway answers), whatever project folder is packaged.
 sys.path.insert(0, str(PROJECT_DIR))
+from chalicelib import cors  # noqa: E402
 from chalicelib.auth import Misconfigured, check_settings  # noqa: E402
 from chalicelib.auth.gateway import gateway_responses, is_open  # noqa: E402
 from chalicelib.config import get_settings  # noqa: E402
@@ -507,6 +508,54 @@ def attach_authorizer(resources, settings):
                                      "${AWS::AccountId}:${RestAPI}/authorizers/*"}}}
 
 
+# API Gateway's own answers a page must be able to read (the others fall
+# back to DEFAULT_4XX/5XX): CORS headers are added to each.
+GATEWAY_CORS_RESPONSES = ("UNAUTHORIZED", "ACCESS_DENIED", "THROTTLED", "AUTHORIZER_FAILURE",
+                          "MISSING_AUTHENTICATION_TOKEN", "DEFAULT_4XX", "DEFAULT_5XX")
+PARAMETER_ORIGIN = "(the first origin of the stack parameter)"
+THROTTLED_BODY = {"title": "Too many requests",
+                  "description": "This service is receiving more requests than it serves. "
+                                 "Please try again in a few seconds."}
+
+
+def wire_cors_and_throttling(resources, settings):
+    """CORS headers on the gateway's own answers and the stage's throttling,
+    which Chalice cannot write. A gateway answer cannot echo the request's
+    Origin: it names the first allowed origin (chalicelib.cors), taken from
+    the functions' CORS_ALLOWED_ORIGINS, a stack parameter's Ref or the
+    stage's text. THROTTLED is API Gateway's 429 for the whole stage
+    (api_rate_limit); the app answers each project's own (chalicelib.throttle)."""
+    api = resources.get("RestAPI")
+    if api is None:
+        return
+    origins = next((_variables(function).get("CORS_ALLOWED_ORIGINS")
+                    for function in _functions(resources).values()
+                    if "CORS_ALLOWED_ORIGINS" in _variables(function)),
+                   settings.cors_allowed_origins)
+    first = cors.first_origin(origins) if isinstance(origins, str) else PARAMETER_ORIGIN
+    headers = {} if first is None else {
+        name: _static_header(value)
+        for name, value in cors.gateway_headers(first, settings.cors_allow_credentials).items()}
+    if first == PARAMETER_ORIGIN:  # the first of the parameter's list, quoted
+        headers["Access-Control-Allow-Origin"] = {"Fn::Join": ["", [
+            "'", {"Fn::Select": [0, {"Fn::Split": [",", origins]}]}, "'"]]}
+    responses = api["Properties"]["DefinitionBody"].setdefault(
+        "x-amazon-apigateway-gateway-responses", {})
+    responses.setdefault("THROTTLED", {
+        "statusCode": "429",
+        "responseParameters": {"gatewayresponse.header.Content-Type": "'application/json'",
+                               "gatewayresponse.header.Retry-After": "'1'"},
+        "responseTemplates": {"application/json": json.dumps(THROTTLED_BODY)}})
+    for kind in GATEWAY_CORS_RESPONSES if headers else ():
+        responses.setdefault(kind, {}).setdefault("responseParameters", {}).update(
+            {f"gatewayresponse.header.{name}": value for name, value in headers.items()})
+    if settings.api_rate_limit:
+        api["Properties"]["MethodSettings"] = [{
+            "ResourcePath": "/*", "HttpMethod": "*",
+            "ThrottlingRateLimit": settings.api_rate_limit,
+            "ThrottlingBurstLimit": settings.api_burst_limit or settings.api_rate_limit}]
+
+
 def fix_template(template, config, stage, settings):
     """`settings`: the stage's, from stage_settings."""
     resources = template["Resources"]
@@ -521,6 +570,7 @@ def fix_template(template, config, stage, settings):
         drop_authorizer(resources)
     else:
         attach_authorizer(resources, settings)
+    wire_cors_and_throttling(resources, settings)
     restrict_roles(resources)
     grant_ssm_parameters(resources)
     return template

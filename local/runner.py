@@ -173,7 +173,8 @@ def gateway_cors_headers():
     from chalicelib import cors
     from chalicelib.config import get_settings
     settings = get_settings()
-    return cors.gateway_headers(settings.cors_allowed_origins, settings.cors_allow_credentials)
+    first = cors.first_origin(settings.cors_allowed_origins)
+    return {} if first is None else cors.gateway_headers(first, settings.cors_allow_credentials)
 
 
 class RequestHandler(ChaliceRequestHandler):

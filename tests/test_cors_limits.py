@@ -151,9 +151,11 @@ def test_preflights_pass_the_authorizer_everywhere(app):
 
 
 def test_gateway_answers_carry_the_first_allowed_origin():
-    assert cors.gateway_headers(f"{PAGE},https://second.example.com", False) == {
-        "Access-Control-Allow-Origin": PAGE, "Vary": "Origin"}
-    assert cors.gateway_headers("", True) == {}
+    assert cors.first_origin(f" {PAGE},https://second.example.com") == PAGE
+    assert cors.first_origin("") is None
+    assert cors.gateway_headers(PAGE, True) == {
+        "Access-Control-Allow-Origin": PAGE, "Vary": "Origin",
+        "Access-Control-Allow-Credentials": "true"}
 
 
 # -- throttling -------------------------------------------------------------------
@@ -260,3 +262,59 @@ def test_websocket_frames_meet_the_same_quotas(app, monkeypatch):
     assert ws_answer(frame("one"))[1] == 201
     _, status, body = ws_answer(frame("two"))
     assert status == 403 and body["error"] == "Quota exceeded"
+
+
+# -- the template ---------------------------------------------------------------
+
+def packaged(settings, origins_variable=None):
+    """infra/package.py's CORS and throttling wiring, on a template holding
+    what Chalice and attach_authorizer wrote of it."""
+    from infra import package
+    variables = {} if origins_variable is None else {"CORS_ALLOWED_ORIGINS": origins_variable}
+    resources = {
+        "APIHandler": {"Type": "AWS::Serverless::Function",
+                       "Properties": {"Environment": {"Variables": variables}}},
+        "RestAPI": {"Type": "AWS::Serverless::Api", "Properties": {"DefinitionBody": {
+            "x-amazon-apigateway-gateway-responses": {"UNAUTHORIZED": {
+                "statusCode": "401",
+                "responseParameters": {"gatewayresponse.header.WWW-Authenticate": "'x'"}}}}}}}
+    package.wire_cors_and_throttling(resources, settings)
+    return resources["RestAPI"]["Properties"]
+
+
+def test_the_template_gives_gateway_answers_cors_and_the_stage_throttling():
+    api = packaged(get_settings({"CORS_ALLOWED_ORIGINS": f"{PAGE},{OTHER_PAGE}",
+                                 "API_RATE_LIMIT": "500", "API_BURST_LIMIT": "200"}))
+    responses = api["DefinitionBody"]["x-amazon-apigateway-gateway-responses"]
+    assert set(responses) == {"UNAUTHORIZED", "ACCESS_DENIED", "THROTTLED", "AUTHORIZER_FAILURE",
+                              "MISSING_AUTHENTICATION_TOKEN", "DEFAULT_4XX", "DEFAULT_5XX"}
+    for response in responses.values():
+        parameters = response["responseParameters"]
+        assert parameters["gatewayresponse.header.Access-Control-Allow-Origin"] == f"'{PAGE}'"
+        assert parameters["gatewayresponse.header.Vary"] == "'Origin'"
+    assert responses["UNAUTHORIZED"]["responseParameters"][
+        "gatewayresponse.header.WWW-Authenticate"] == "'x'"  # kept
+    throttled = responses["THROTTLED"]
+    assert throttled["statusCode"] == "429"
+    assert throttled["responseParameters"]["gatewayresponse.header.Retry-After"] == "'1'"
+    assert json.loads(throttled["responseTemplates"]["application/json"])["title"] == (
+        "Too many requests")
+    assert api["MethodSettings"] == [{"ResourcePath": "/*", "HttpMethod": "*",
+                                      "ThrottlingRateLimit": 500, "ThrottlingBurstLimit": 200}]
+
+
+def test_the_template_takes_the_origin_from_a_stack_parameter():
+    api = packaged(get_settings({}), {"Ref": "CorsAllowedOrigins"})
+    parameters = (api["DefinitionBody"]["x-amazon-apigateway-gateway-responses"]
+                  ["DEFAULT_4XX"]["responseParameters"])
+    assert parameters["gatewayresponse.header.Access-Control-Allow-Origin"] == {
+        "Fn::Join": ["", ["'", {"Fn::Select": [0, {"Fn::Split": [
+            ",", {"Ref": "CorsAllowedOrigins"}]}]}, "'"]]}
+    assert "MethodSettings" not in api
+
+
+def test_a_stage_allowing_no_origin_gives_gateway_answers_no_cors():
+    responses = packaged(get_settings({}))["DefinitionBody"][
+        "x-amazon-apigateway-gateway-responses"]
+    assert not any("Access-Control" in name for response in responses.values()
+                   for name in response["responseParameters"])
