@@ -9,7 +9,10 @@ times the number of containers serving it. API Gateway's stage throttling
 (api_rate_limit, written into the template by infra/package.py) bounds the
 whole API regardless. A shared counter (a DynamoDB item per project and
 second) would be exact, but would add a write to every request, which costs
-more than the requests it protects.
+more than the requests it protects. API Gateway's usage plans would be exact
+too, but need an API Gateway key per project (at most 10,000 per account and
+region), made out of band, and an authorizer naming it on every stage, noauth
+ones included.
 """
 from __future__ import annotations
 
