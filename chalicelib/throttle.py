@@ -27,37 +27,47 @@ if TYPE_CHECKING:
 
 # Buckets kept at most; past it, the full ones (idle projects) are dropped.
 MAX_BUCKETS = 10_000
+# What API Gateway answers past the stage's own limits (infra/package.py
+# writes it; the local runner answers it, from the stage's bucket, STAGE).
+GATEWAY_THROTTLED_BODY = {"title": "Too many requests",
+                          "description": "This service is receiving more requests than it "
+                                         "serves. Please try again in a few seconds."}
+STAGE = ("stage",)  # the stage's bucket, beside the projects' (str) ones
 
-_buckets: dict[str, tuple[float, int]] = {}  # project -> (tokens, at epoch ms)
+_buckets: dict[object, tuple[float, int]] = {}  # key -> (tokens, at epoch ms)
 _lock = threading.Lock()  # the local runner serves requests in threads
 
 
-def _limits(settings: Settings) -> tuple[int, int]:
-    rate = settings.project_rate_limit
-    return rate, settings.project_burst_limit or rate
-
-
 def _forget_idle(now_ms: int, rate: int, burst: int) -> None:
-    for project, (tokens, at) in list(_buckets.items()):
+    for key, (tokens, at) in list(_buckets.items()):
         if tokens + (now_ms - at) * rate / 1000 >= burst:
-            del _buckets[project]
+            del _buckets[key]
+
+
+def spend(key: object, rate: int, burst: int, now_ms: int) -> int:
+    """Spend one token of the bucket `key` (refilled at `rate` a second, up to
+    `burst`); 0 if there was one, else the seconds until there is."""
+    with _lock:
+        tokens, at = _buckets.get(key, (burst, now_ms))
+        tokens = min(burst, tokens + max(0, now_ms - at) * rate / 1000)
+        if tokens < 1:
+            _buckets[key] = (tokens, now_ms)
+            return math.ceil((1 - tokens) / rate)
+        if key not in _buckets and len(_buckets) >= MAX_BUCKETS:
+            _forget_idle(now_ms, rate, burst)
+        _buckets[key] = (tokens - 1, now_ms)
+        return 0
 
 
 def take(project: str | None, settings: Settings, now_ms: int) -> None:
     """Spend one of the project's tokens; TooManyRequests if it has none."""
-    rate, burst = _limits(settings)
+    rate = settings.project_rate_limit
+    burst = settings.project_burst_limit or rate
     if not rate or project is None:
         return
-    with _lock:
-        tokens, at = _buckets.get(project, (burst, now_ms))
-        tokens = min(burst, tokens + max(0, now_ms - at) * rate / 1000)
-        if tokens < 1:
-            _buckets[project] = (tokens, now_ms)
-            wait = math.ceil((1 - tokens) / rate)
-            raise TooManyRequests(
-                f"Project {project} made more than {rate} requests per second "
-                f"(burst {burst}). Please try again in {wait} seconds.",
-                headers={"Retry-After": str(wait)})
-        if project not in _buckets and len(_buckets) >= MAX_BUCKETS:
-            _forget_idle(now_ms, rate, burst)
-        _buckets[project] = (tokens - 1, now_ms)
+    wait = spend(project, rate, burst, now_ms)
+    if wait:
+        raise TooManyRequests(
+            f"Project {project} made more than {rate} requests per second "
+            f"(burst {burst}). Please try again in {wait} seconds.",
+            headers={"Retry-After": str(wait)})

@@ -46,7 +46,7 @@ MERGE_TEMPLATE = Path(__file__).resolve().parent / "resources.json"
 # The service's own rules (which settings are acceptable, which routes are
 # open, what the gateway answers), whatever project folder is packaged.
 sys.path.insert(0, str(PROJECT_DIR))
-from chalicelib import cors  # noqa: E402
+from chalicelib import cors, throttle  # noqa: E402
 from chalicelib.auth import Misconfigured, check_settings  # noqa: E402
 from chalicelib.auth.gateway import gateway_responses, is_open  # noqa: E402
 from chalicelib.config import get_settings  # noqa: E402
@@ -513,9 +513,6 @@ def attach_authorizer(resources, settings):
 GATEWAY_CORS_RESPONSES = ("UNAUTHORIZED", "ACCESS_DENIED", "THROTTLED", "AUTHORIZER_FAILURE",
                           "MISSING_AUTHENTICATION_TOKEN", "DEFAULT_4XX", "DEFAULT_5XX")
 PARAMETER_ORIGIN = "(the first origin of the stack parameter)"
-THROTTLED_BODY = {"title": "Too many requests",
-                  "description": "This service is receiving more requests than it serves. "
-                                 "Please try again in a few seconds."}
 
 
 def wire_cors_and_throttling(resources, settings):
@@ -545,7 +542,7 @@ def wire_cors_and_throttling(resources, settings):
         "statusCode": "429",
         "responseParameters": {"gatewayresponse.header.Content-Type": "'application/json'",
                                "gatewayresponse.header.Retry-After": "'1'"},
-        "responseTemplates": {"application/json": json.dumps(THROTTLED_BODY)}})
+        "responseTemplates": {"application/json": json.dumps(throttle.GATEWAY_THROTTLED_BODY)}})
     for kind in GATEWAY_CORS_RESPONSES if headers else ():
         responses.setdefault(kind, {}).setdefault("responseParameters", {}).update(
             {f"gatewayresponse.header.{name}": value for name, value in headers.items()})

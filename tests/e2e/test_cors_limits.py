@@ -36,9 +36,10 @@ def runner():
 @pytest.fixture(scope="module")
 def guarded():
     """A runner that authenticates with Keystone (one nobody reaches: no
-    request here gets as far as asking it)."""
+    request here gets as far as asking it) and throttles the whole stage, as
+    API Gateway does before any function runs."""
     with launch("--auth", "keystone", "--keystone-url", f"http://127.0.0.1:{free_port()}/v3",
-                environment=LIMITS) as started:
+                environment=dict(LIMITS, API_RATE_LIMIT="1", API_BURST_LIMIT="10")) as started:
         yield started
 
 
@@ -90,6 +91,17 @@ def test_a_preflight_needs_no_credentials_and_a_401_carries_them(guarded):
     assert answer.headers["Access-Control-Allow-Origin"] == PAGE
     refused = ask(guarded, "GET", "/v2/queues", project())
     assert refused.status_code == 401
+    assert refused.headers["Access-Control-Allow-Origin"] == PAGE
+
+
+def test_the_stage_throttles_everyone_past_its_own_limit(guarded):
+    for _ in range(40):  # the 10 of the burst, faster than 1 a second
+        refused = ask(guarded, "GET", "/v2/queues", project())
+        if refused.status_code != 401:
+            break
+    assert refused.status_code == 429
+    assert refused.headers["Retry-After"] == "1"
+    assert refused.json()["title"] == "Too many requests"
     assert refused.headers["Access-Control-Allow-Origin"] == PAGE
 
 
