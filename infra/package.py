@@ -508,10 +508,10 @@ def attach_authorizer(resources, settings):
                                      "${AWS::AccountId}:${RestAPI}/authorizers/*"}}}
 
 
-# API Gateway's own answers a page must be able to read (the others fall
-# back to DEFAULT_4XX/5XX): CORS headers are added to each.
-GATEWAY_CORS_RESPONSES = ("UNAUTHORIZED", "ACCESS_DENIED", "THROTTLED", "AUTHORIZER_FAILURE",
-                          "MISSING_AUTHENTICATION_TOKEN", "DEFAULT_4XX", "DEFAULT_5XX")
+# The fallbacks of every gateway answer the template does not set itself
+# (ACCESS_DENIED, QUOTA_EXCEEDED, INTEGRATION_TIMEOUT...): with them each one
+# carries the CORS headers.
+GATEWAY_FALLBACKS = ("DEFAULT_4XX", "DEFAULT_5XX")
 PARAMETER_ORIGIN = "(the first origin of the stack parameter)"
 
 
@@ -543,9 +543,12 @@ def wire_cors_and_throttling(resources, settings):
         "responseParameters": {"gatewayresponse.header.Content-Type": "'application/json'",
                                "gatewayresponse.header.Retry-After": "'1'"},
         "responseTemplates": {"application/json": json.dumps(throttle.GATEWAY_THROTTLED_BODY)}})
-    for kind in GATEWAY_CORS_RESPONSES if headers else ():
-        responses.setdefault(kind, {}).setdefault("responseParameters", {}).update(
-            {f"gatewayresponse.header.{name}": value for name, value in headers.items()})
+    if headers:
+        for kind in GATEWAY_FALLBACKS:
+            responses.setdefault(kind, {})
+        for response in responses.values():
+            response.setdefault("responseParameters", {}).update(
+                {f"gatewayresponse.header.{name}": value for name, value in headers.items()})
     if settings.api_rate_limit:
         api["Properties"]["MethodSettings"] = [{
             "ResourcePath": "/*", "HttpMethod": "*",
