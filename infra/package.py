@@ -46,6 +46,7 @@ MERGE_TEMPLATE = Path(__file__).resolve().parent / "resources.json"
 # The service's own rules (which settings are acceptable, which routes are
 # open, what the gateway answers), whatever project folder is packaged.
 sys.path.insert(0, str(PROJECT_DIR))
+from chalicelib import cors, throttle  # noqa: E402
 from chalicelib.auth import Misconfigured, check_settings  # noqa: E402
 from chalicelib.auth.gateway import gateway_responses, is_open  # noqa: E402
 from chalicelib.config import get_settings  # noqa: E402
@@ -507,6 +508,54 @@ def attach_authorizer(resources, settings):
                                      "${AWS::AccountId}:${RestAPI}/authorizers/*"}}}
 
 
+# The fallbacks of every gateway answer the template does not set itself
+# (ACCESS_DENIED, QUOTA_EXCEEDED, INTEGRATION_TIMEOUT...): with them each one
+# carries the CORS headers.
+GATEWAY_FALLBACKS = ("DEFAULT_4XX", "DEFAULT_5XX")
+PARAMETER_ORIGIN = "(the first origin of the stack parameter)"
+
+
+def wire_cors_and_throttling(resources, settings):
+    """CORS headers on the gateway's own answers and the stage's throttling,
+    which Chalice cannot write. A gateway answer cannot echo the request's
+    Origin: it names the first allowed origin (chalicelib.cors), taken from
+    the functions' CORS_ALLOWED_ORIGINS, a stack parameter's Ref or the
+    stage's text. THROTTLED is API Gateway's 429 for the whole stage
+    (api_rate_limit); the app answers each project's own (chalicelib.throttle)."""
+    api = resources.get("RestAPI")
+    if api is None:
+        return
+    origins = next((_variables(function).get("CORS_ALLOWED_ORIGINS")
+                    for function in _functions(resources).values()
+                    if "CORS_ALLOWED_ORIGINS" in _variables(function)),
+                   settings.cors_allowed_origins)
+    first = cors.first_origin(origins) if isinstance(origins, str) else PARAMETER_ORIGIN
+    headers = {} if first is None else {
+        name: _static_header(value)
+        for name, value in cors.gateway_headers(first, settings.cors_allow_credentials).items()}
+    if first == PARAMETER_ORIGIN:  # the first of the parameter's list, quoted
+        headers["Access-Control-Allow-Origin"] = {"Fn::Join": ["", [
+            "'", {"Fn::Select": [0, {"Fn::Split": [",", origins]}]}, "'"]]}
+    responses = api["Properties"]["DefinitionBody"].setdefault(
+        "x-amazon-apigateway-gateway-responses", {})
+    responses.setdefault("THROTTLED", {
+        "statusCode": "429",
+        "responseParameters": {"gatewayresponse.header.Content-Type": "'application/json'",
+                               "gatewayresponse.header.Retry-After": "'1'"},
+        "responseTemplates": {"application/json": json.dumps(throttle.GATEWAY_THROTTLED_BODY)}})
+    if headers:
+        for kind in GATEWAY_FALLBACKS:
+            responses.setdefault(kind, {})
+        for response in responses.values():
+            response.setdefault("responseParameters", {}).update(
+                {f"gatewayresponse.header.{name}": value for name, value in headers.items()})
+    if settings.api_rate_limit:
+        api["Properties"]["MethodSettings"] = [{
+            "ResourcePath": "/*", "HttpMethod": "*",
+            "ThrottlingRateLimit": settings.api_rate_limit,
+            "ThrottlingBurstLimit": settings.api_burst_limit or settings.api_rate_limit}]
+
+
 def fix_template(template, config, stage, settings):
     """`settings`: the stage's, from stage_settings."""
     resources = template["Resources"]
@@ -521,6 +570,7 @@ def fix_template(template, config, stage, settings):
         drop_authorizer(resources)
     else:
         attach_authorizer(resources, settings)
+    wire_cors_and_throttling(resources, settings)
     restrict_roles(resources)
     grant_ssm_parameters(resources)
     return template

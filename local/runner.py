@@ -25,6 +25,8 @@ import boto3
 from chalice.cli.factory import CLIFactory
 from chalice.local import ChaliceRequestHandler, create_local_server
 
+from chalicelib import cors, throttle
+from chalicelib.config import get_settings
 from local import dynamodb_local, websocket_server
 from local.stage import PROJECT_DIR, stage_environment
 from local.triggers import start_triggers, stop_triggers
@@ -167,6 +169,25 @@ class Refused(Exception):
         self.code, self.description = code, description
 
 
+def gateway_cors_headers():
+    """What infra/package.py writes into the gateway's answers: the stage's
+    first allowed origin (chalicelib/cors.py)."""
+    settings = get_settings()
+    first = cors.first_origin(settings.cors_allowed_origins)
+    return {} if first is None else cors.gateway_headers(first, settings.cors_allow_credentials)
+
+
+def stage_throttled():
+    """0, or the seconds to wait: the stage's own limits, as API Gateway's
+    stage throttling (infra/package.py) enforces them before any function."""
+    settings = get_settings()
+    rate = settings.api_rate_limit
+    if not rate:
+        return 0
+    return throttle.spend(throttle.STAGE, rate, settings.api_burst_limit or rate,
+                          int(time.time() * 1000))
+
+
 class RequestHandler(ChaliceRequestHandler):
     """Chalice's request handler, plus one log line per request, and 404
     `{"title": "404 Not Found"}` for unknown paths where API Gateway (and so
@@ -207,6 +228,12 @@ class RequestHandler(ChaliceRequestHandler):
     def _generic_handle(self):
         if self.authorizer is not None:  # as API Gateway runs the stage's
             self.local_gateway._authorizer = self.authorizer
+        wait = stage_throttled()
+        if wait:
+            self._send_http_response(429, {
+                "Content-Type": "application/json", "Retry-After": str(wait),
+                **gateway_cors_headers()}, json.dumps(throttle.GATEWAY_THROTTLED_BODY))
+            return
         try:
             super()._generic_handle()
         except Refused as refused:
@@ -250,11 +277,14 @@ class RequestHandler(ChaliceRequestHandler):
         return int(digits)
 
     def _send_error_response(self, error):
+        """The gateway's own answers (an unknown path, the authorizer's
+        refusals), with the static CORS headers the packaged gateway's carry."""
+        cors_headers = gateway_cors_headers()
         if error.headers.get("x-amzn-ErrorType") == "UnauthorizedException":
-            self._send_http_response(404, {"Content-Type": "application/json"},
+            self._send_http_response(404, {"Content-Type": "application/json", **cors_headers},
                                      NOT_FOUND_BODY)
         else:
-            super()._send_error_response(error)
+            self._send_http_response(error.CODE, {**error.headers, **cors_headers}, error.body)
 
     def _send_http_response_with_body(self, code, headers, body):
         """Chalice's, except that a HEAD answer gets GET's headers and no body,
@@ -310,7 +340,6 @@ def checked_settings():
     """The stage's settings, refused at once if no request could be served
     safely with them (noauth outside dev, keystone without a URL...)."""
     from chalicelib.auth import Misconfigured, check_settings
-    from chalicelib.config import get_settings
     settings = get_settings()
     try:
         check_settings(settings)

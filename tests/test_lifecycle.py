@@ -3,13 +3,13 @@ the sweeper and deleted queues. Time moves by a controllable clock, never by
 sleeping."""
 import json
 
-import boto3
 import pytest
 
 from chalicelib.config import get_settings
 from chalicelib.storage import claims, listing, messages, queues, stats, sweeper
 from chalicelib.storage.models import MessageRecord, queue_key
 from conftest import PROJECT, headers
+from support.streams import stream_records
 
 
 @pytest.fixture
@@ -140,20 +140,6 @@ def test_purge_removes_every_message_at_once(clock):
     assert claim("p")[1] == []
     post("p", ["d"])
     assert free_bodies("p") == ["d"]
-
-
-def stream_records():
-    """Every record of the messages table's stream so far (moto)."""
-    table = MessageRecord.Meta.table_name
-    arn = boto3.client("dynamodb").describe_table(TableName=table)["Table"]["LatestStreamArn"]
-    streams = boto3.client("dynamodbstreams")
-    records = []
-    for shard in streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]:
-        iterator = streams.get_shard_iterator(
-            StreamArn=arn, ShardId=shard["ShardId"],
-            ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
-        records += streams.get_records(ShardIterator=iterator)["Records"]
-    return records
 
 
 def test_stats_follow_the_stream(clock):

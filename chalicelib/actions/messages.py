@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from chalicelib.actions import storage
+from chalicelib.actions import quotas, storage
 from chalicelib.errors import BadRequest, Forbidden, NotFound
 from chalicelib.storage.errors import (
     ClaimedByAnother,
@@ -32,6 +32,7 @@ def load_queue(ctx: Context, queue_name: str,
     queues = storage(ctx).queues
     metadata, floor = queues.get_with_floor(ctx.project, queue_name)
     if metadata is None and create:
+        quotas.check_new_queue(ctx)
         queues.create(ctx.project, queue_name, {})
         metadata, floor = queues.get_with_floor(ctx.project, queue_name)
     return metadata, floor
@@ -98,6 +99,7 @@ def post(ctx: Context, queue_name: str, document: object,
         default_delay = (metadata or {}).get("_default_message_delay") or 0
         checked = document if default_delay else without_delays(document)
         validate("messages_post", checked, settings)
+        quotas.check_new_messages(ctx, queue_name, len(checked["messages"]))
         version = facts.version if facts else None
         if metadata is None:
             # Created only once the post is known to be good: a bad one

@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from chalicelib import clock, signed_urls
-from chalicelib.actions import storage
+from chalicelib.actions import quotas, storage
 from chalicelib.errors import BadRequest, Conflict, InvalidBody, NotFound
 from chalicelib.validation import QUEUE_NAME_MAX, check_limit, check_queue_name, validate
 
@@ -80,6 +80,9 @@ def create(ctx: Context, name: str, metadata: object = None) -> bool:
     if not isinstance(metadata, dict):
         raise InvalidBody("Document type not supported.")
     check_metadata(metadata, ctx.settings)
+    if (ctx.settings.max_queues_per_project
+            and storage(ctx).queues.get_metadata(ctx.project, name) is None):
+        quotas.check_new_queue(ctx)
     return storage(ctx).queues.create(ctx.project, name, metadata)
 
 

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from chalicelib import clock, keystone_api
-from chalicelib.actions import queues, storage
+from chalicelib.actions import queues, quotas, storage
 from chalicelib.actions.messages import load_queue
 from chalicelib.errors import BadRequest, Conflict, Forbidden, NotFound, ServiceUnavailable
 from chalicelib.notify import delivery, targets, trusts
@@ -184,6 +184,7 @@ def create(ctx: Context, queue_name: str, document: object) -> tuple[str, bool]:
     if isinstance(document, dict) and "subscriber" not in document:
         raise BadRequest("Missing parameter subscriber in body.")
     fields = _check_fields(document, settings)
+    quotas.check_new_subscription(ctx, queue_name, fields["subscriber"])
     load_queue(ctx, queue_name, create=True)
     ttl = fields.get("ttl", settings.default_subscription_ttl)
     options = fields.get("options") or {}

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from chalicelib import cors
 from chalicelib.auth import keystone, noauth, policy
 from chalicelib.auth.identity import (  # noqa: F401 (the package's names)
     Identity,
@@ -56,6 +57,10 @@ def check_settings(settings: Settings) -> None:
         policy.rules(settings.policy)
     except ValueError as error:  # BadPolicy, or not JSON
         raise Misconfigured(f"POLICY: {error}") from None
+    try:
+        cors.check_settings(settings)
+    except ValueError as error:
+        raise Misconfigured(str(error)) from None
 
 
 def authenticate(headers: Mapping[str, str], settings: Settings) -> Identity:

@@ -17,7 +17,7 @@ import uuid
 
 from chalice import Response
 
-from chalicelib import auth, clock, signed_urls
+from chalicelib import auth, clock, cors, signed_urls, throttle
 from chalicelib.auth import Identity, gateway, policy
 from chalicelib.config import get_settings
 from chalicelib.errors import BadRequest, NotAcceptable, NotFound, ZaqarError
@@ -135,6 +135,7 @@ def _check_request(request, settings, rule):
     _check_media_types(request)
     ctx = auth.context_for(request.headers, identity, settings)
     policy.enforce(rule, ctx.roles, settings)
+    throttle.take(ctx.project, settings, clock.now_ms())
     return ctx
 
 
@@ -157,12 +158,28 @@ def handle(view, app_getter, rule):
             failure = unexpected(error)
             log.exception("%s on %s %s", failure.title, request.method, request.path)
             response = error_response(failure)
-        return with_request_id(response)
+        return with_request_id(with_cors(response, request))
     return wrapper
 
 
 def with_request_id(response):
     response.headers["x-openstack-request-id"] = f"req-{uuid.uuid4()}"
+    return response
+
+
+def _cors_settings():
+    try:
+        return get_settings()
+    except ValueError:  # a bad setting; the answer says so, without CORS
+        return None
+
+
+def with_cors(response, request):
+    """The answer, with the CORS headers the request's Origin may have
+    (chalicelib/cors.py): on errors too, so a page can read them."""
+    settings = _cors_settings()
+    if settings is not None:
+        response.headers.update(cors.headers(request.headers, settings))
     return response
 
 
@@ -181,9 +198,22 @@ def route(blueprint, path, methods, rule):
     return register
 
 
+def _options_headers(request, allowed):
+    """A CORS preflight's headers (none for an origin or method not
+    allowed), or a plain OPTIONS answer's CORS headers."""
+    settings = _cors_settings()
+    if settings is None:
+        return {}
+    if cors.is_preflight(request.method, request.headers):
+        return cors.preflight_headers(request.headers, allowed, settings)
+    return cors.headers(request.headers, settings)
+
+
 def add_method_fallbacks(app):
     """Answer 405 with Allow for the methods a path lacks, and OPTIONS with
-    200 and Allow, as Zaqar does (API Gateway would answer 403 otherwise)."""
+    200 and Allow, as Zaqar does (API Gateway would answer 403 otherwise).
+    OPTIONS also answers CORS preflights, without authentication: a browser
+    sends no credentials with one (auth.gateway.is_open)."""
     for path, entries in list(app.routes.items()):
         # Sorted, then OPTIONS: the order Zaqar's Allow header shows.
         allowed = sorted(method for method in ALL_METHODS if method in entries)
@@ -191,11 +221,13 @@ def add_method_fallbacks(app):
         missing = [method for method in ALL_METHODS if method not in entries]
 
         def not_allowed(allow=allow, **_):
-            return with_request_id(
-                respond(405, {"title": "405 Method Not Allowed"}, {"Allow": allow}))
+            return with_request_id(with_cors(
+                respond(405, {"title": "405 Method Not Allowed"}, {"Allow": allow}),
+                app.current_request))
 
-        def options(allow=allow, **_):
-            return with_request_id(respond(200, None, {"Allow": allow}))
+        def options(allow=allow, allowed=allowed, **_):
+            headers = {"Allow": allow, **_options_headers(app.current_request, allowed)}
+            return with_request_id(respond(200, None, headers))
 
         name = path.strip("/").replace("/", "_").replace("{", "").replace("}", "") or "root"
         if missing:

@@ -175,6 +175,10 @@ def _edge_message(pq, floor, now, newest):
     return None
 
 
+def message_total(project: str, queue: str) -> int:
+    return max(0, _load(queue_key(project, queue)).get("tot", 0))
+
+
 def queue_stats(project: str, queue: str,
                 floor: int) -> tuple[dict[str, int], Message | None, Message | None]:
     """({"claimed", "delayed", "free", "total"}, the oldest Message, the

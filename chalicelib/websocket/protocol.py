@@ -15,7 +15,7 @@ allow (§9.3).
 """
 import logging
 
-from chalicelib import auth, clock, signed_urls
+from chalicelib import auth, clock, signed_urls, throttle
 from chalicelib.auth import Identity, policy
 from chalicelib.errors import BadRequest, Unauthorized, ZaqarError
 from chalicelib.storage import connections
@@ -143,6 +143,7 @@ def answer(event, data, binary, settings):
         action, rule = ACTIONS[name]
         if rule is not None:
             policy.enforce(rule, ctx.roles, settings)
+        throttle.take(ctx.project, settings, clock.now_ms())
         call = Call(ctx=ctx, body=body,
                     subscriber=push.subscriber(event.domain_name, event.stage,
                                                event.connection_id, binary))

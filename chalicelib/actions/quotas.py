@@ -1,0 +1,60 @@
+"""The stage's quotas on what one project keeps, which bound the operator's
+bill: queues per project, messages per queue, subscriptions per queue (0: no
+quota). A request that would pass one is refused with 403 "Quota exceeded"
+naming it, and changes nothing.
+
+Each check reads what storage keeps anyway, at a cost bounded by the quota,
+never by a queue's depth, and writes nothing:
+
+* queues: the project's queue count, only when a queue is about to be made;
+* messages: the queue's stats item (storage.stats), one read per post. It
+  follows the messages table's stream, so it lags by the stream's delay
+  (about a second locally; on AWS up to the stats handler's batching window,
+  5 s, and a second): posts made in that window are not counted yet, and a
+  queue can go past its quota by what it receives in that time. Expired
+  messages count until removed, as in the stats;
+* subscriptions: a page of at most the quota of the queue's live ones.
+
+Concurrent requests may each see room for one more: the quotas of queues
+and subscriptions can be passed by the number of such requests at once.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from chalicelib.actions import storage
+from chalicelib.errors import QuotaExceeded
+
+if TYPE_CHECKING:
+    from chalicelib.validation import Context
+
+
+def check_new_queue(ctx: Context) -> None:
+    """Before a queue is made for the project."""
+    limit = ctx.settings.max_queues_per_project
+    if limit and storage(ctx).queues.count(ctx.project) >= limit:
+        raise QuotaExceeded(f"Project {ctx.project} already has the most queues this "
+                            f"service allows a project (max_queues_per_project: {limit}).")
+
+
+def check_new_messages(ctx: Context, queue_name: str, adding: int) -> None:
+    """Before `adding` messages are posted to the queue."""
+    limit = ctx.settings.max_messages_per_queue
+    if not limit:
+        return
+    held = storage(ctx).stats.message_total(ctx.project, queue_name)
+    if held + adding > limit:
+        raise QuotaExceeded(f"Queue {queue_name} holds {held} messages; {adding} more would "
+                            f"pass the most it may hold (max_messages_per_queue: {limit}).")
+
+
+def check_new_subscription(ctx: Context, queue_name: str, subscriber: str) -> None:
+    """Before the subscriber is subscribed to the queue (a subscriber
+    subscribed already is no new subscription)."""
+    limit = ctx.settings.max_subscriptions_per_queue
+    if not limit:
+        return
+    live = storage(ctx).subscriptions.list_page(ctx.project, queue_name, limit=limit)
+    if len(live) >= limit and all(found.subscriber != subscriber for found in live):
+        raise QuotaExceeded(f"Queue {queue_name} has the most subscriptions this service "
+                            f"allows a queue (max_subscriptions_per_queue: {limit}).")
