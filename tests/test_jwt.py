@@ -13,7 +13,7 @@ import pytest
 from chalicelib import config, rest
 from chalicelib.auth import oidc
 from conftest import CLIENT_ID
-from support.oidc import AUDIENCE, Issuer, new_key
+from local.oidc_issuer import AUDIENCE, Issuer, new_key
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
-"""The tests' own OIDC issuer: RSA keys generated here (with `cryptography`,
-which only the tests use), their JWKS served on 127.0.0.1 by http.server,
-and tokens signed with them as an identity provider signs them.
+"""An OIDC issuer for tests and bench scripts: RSA keys generated here (with
+`cryptography`, which only tests and bench use: the service checks
+signatures without it), their JWKS served on 127.0.0.1 by http.server, and
+tokens signed with them as an identity provider signs them.
 
     issuer = Issuer()
     token = issuer.token(project="p1", roles=["member"])
