@@ -89,6 +89,7 @@ def test_claims_and_clock_skew(client, issuer, stage):
     lambda issuer: issuer.token(exp=int(time.time()) - 120),
     lambda issuer: issuer.token(exp=None),
     lambda issuer: issuer.token(exp="never"),
+    lambda issuer: issuer.token(claims={**issuer.claims(), "exp": float("inf")}),
     lambda issuer: issuer.token(nbf=int(time.time()) + 120),
     lambda issuer: issuer.unsigned(),
     lambda issuer: issuer.hs256_with_public_key(),
@@ -98,8 +99,8 @@ def test_claims_and_clock_skew(client, issuer, stage):
     lambda issuer: issuer.token().rsplit(".", 1)[0] + ".",  # none at all
     lambda issuer: "e30.e30.e30",  # {} . {} . {}
 ], ids=["bad-signature", "wrong-iss", "wrong-aud", "wrong-aud-list", "past-exp", "no-exp",
-        "odd-exp", "future-nbf", "alg-none", "hs256-confusion", "rs512", "unknown-kid",
-        "changed-signature", "no-signature", "empty"])
+        "odd-exp", "infinite-exp", "future-nbf", "alg-none", "hs256-confusion", "rs512",
+        "unknown-kid", "changed-signature", "no-signature", "empty"])
 def test_a_token_this_stage_does_not_believe_gets_401(client, issuer, stage, make):
     answer = ask(client, make(issuer))
     assert answer.status_code == 401
@@ -123,11 +124,25 @@ def test_rotated_keys_are_fetched_and_unknown_ids_do_not_hammer_the_issuer(
     assert issuer.fetches == 3  # stale after jwt_jwks_cache_seconds
 
 
-def test_an_issuer_out_of_reach_is_a_503(client, issuer, stage):
+def test_an_issuer_out_of_reach_is_a_503_until_its_keys_were_read_once(
+        client, issuer, stage, clock):
     issuer.down = True
     answer = ask(client, issuer.token())
     assert answer.status_code == 503
     assert answer.json_body["description"].startswith("The token issuer's keys could not be read")
+    issuer.down = False
+    assert ask(client, issuer.token()).status_code == 200
+    # Down when its keys are due again: they serve on, and it is asked again
+    # only REFETCH_MIN_MS later.
+    issuer.down = True
+    clock.advance(3600)
+    assert ask(client, issuer.token()).status_code == 200
+    assert ask(client, issuer.token()).status_code == 200
+    issuer.down = False
+    fetches = issuer.fetches
+    clock.advance(oidc.REFETCH_MIN_MS / 1000)
+    assert ask(client, issuer.token()).status_code == 200
+    assert issuer.fetches == fetches + 1
 
 
 def test_the_signature_check_is_rfc_8017s():

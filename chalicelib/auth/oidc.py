@@ -26,6 +26,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import logging
 import re
 import threading
 import urllib.error
@@ -40,10 +41,12 @@ from chalicelib.errors import ServiceUnavailable
 if TYPE_CHECKING:
     from chalicelib.config import Settings
 
+log = logging.getLogger("zaqar.auth")
 ALGORITHMS = ("RS256",)
 REFETCH_MIN_MS = 30_000
 MIN_MODULUS_BITS = 2048
 MAX_JWKS_BYTES = 1 << 20
+MAX_TIME_S = 1e11  # seconds since the epoch: year 5138
 # DER of DigestInfo{sha256, NULL} up to the digest (RFC 8017 §9.2, note 1).
 SHA256_DIGEST_INFO = bytes.fromhex("3031300d060960864801650304020105000420")
 _PART = re.compile(r"[A-Za-z0-9_-]+")
@@ -134,7 +137,16 @@ def _keys(settings: Settings, key_id: str | None) -> list[tuple[int, int]]:
         stale = fetched is None or now - fetched >= settings.jwt_jwks_cache_seconds * 1000
         unknown = key_id is not None and key_id not in known
         if stale or (unknown and now - fetched >= REFETCH_MIN_MS):
-            known, fetched = _read_jwks(url, settings), now
+            try:
+                known, fetched = _read_jwks(url, settings), now
+            except ServiceUnavailable:
+                if not known:
+                    raise
+                # The issuer is out of reach: its keys as last read serve on,
+                # and it is asked again REFETCH_MIN_MS later, not per request.
+                log.warning("the JWKS at %s could not be read; its keys as last read "
+                            "serve on", url)
+                fetched = now - settings.jwt_jwks_cache_seconds * 1000 + REFETCH_MIN_MS
             _jwks[url] = (known, fetched)
     if key_id is None:
         return list(known.values())
@@ -155,7 +167,9 @@ def _number(claims: dict, name: str) -> float | None:
     value = claims.get(name)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    # A time within reason: 1e999 reads as infinity.
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+            -MAX_TIME_S < value < MAX_TIME_S):
         raise _Refused()
     return value
 
