@@ -15,6 +15,7 @@ import sys
 import time
 import uuid
 
+import boto3
 import pytest
 import requests
 import websocket
@@ -195,12 +196,15 @@ def test_an_expired_key_and_jwt_get_401(runner, admin_token, oidc_issuer, projec
 
 # -- each mode alone ---------------------------------------------------------
 
-def test_make_run_auth_apikey_with_a_bootstrapped_admin_key(dynamodb_endpoint):
+def test_make_run_auth_apikey_with_a_bootstrapped_admin_key(dynamodb_endpoint, tmp_path):
     """`make run AUTH=apikey`: no Keystone; the first admin key is written
-    into the stage's table by `python -m local.keys bootstrap`."""
+    into the stage's table by `python -m local.keys bootstrap`. A key
+    revoked by another function (here: in the table itself) stops working
+    within the cache bound, 60 s on the runner's clock."""
     if dynamodb_endpoint is None:
         pytest.skip("moto in this process cannot be shared with the runner and the CLI")
-    with launch("--auth", "apikey", "--dynamodb-endpoint", dynamodb_endpoint) as alone:
+    with launch("--auth", "apikey", "--dynamodb-endpoint", dynamodb_endpoint,
+                clock_file=tmp_path / "clock-offset") as alone:
         done = subprocess.run(
             [sys.executable, "-m", "local.keys", "bootstrap", "--project", "ops",
              "--name", "first-admin", "--dynamodb-endpoint", dynamodb_endpoint],
@@ -217,6 +221,14 @@ def test_make_run_auth_apikey_with_a_bootstrapped_admin_key(dynamodb_endpoint):
         assert ask(alone, "GET", "/v2/queues", admin).json()["queues"] == []  # ops'
         # No Keystone here: anything but a key is refused, not a 503.
         assert ask(alone, "GET", "/v2/queues", "gAAAAABsome-token").status_code == 401
+        boto3.client("dynamodb", endpoint_url=dynamodb_endpoint, region_name="us-east-1",
+                     aws_access_key_id="local", aws_secret_access_key="local").update_item(
+            TableName="zaqar-dev-keys", Key={"i": {"S": key.split("_")[1]}},
+            UpdateExpression="SET rv = :revoked",
+            ExpressionAttributeValues={":revoked": {"BOOL": True}})
+        assert ask(alone, "GET", "/v2/queues", key).status_code == 200  # believed a while
+        alone.advance(61)
+        assert ask(alone, "GET", "/v2/queues", key).status_code == 401
 
 
 def test_make_run_auth_jwt_with_an_issuer(oidc_issuer):
