@@ -19,8 +19,12 @@ DYNAMODB_ENDPOINT ?=
 PYTEST_ARGS ?= -n 2
 # AUTH=keystone KEYSTONE_URL=http://127.0.0.1:5000/v3 authenticates with that
 # Keystone instead of as the stage says (dev: noauth).
+# AUTH=apikey (keys from `python -m local.keys`), AUTH=jwt JWT_ISSUER=https://...
+# [JWT_AUDIENCE=client-id], or a list: AUTH=keystone,apikey,jwt.
 AUTH ?=
 KEYSTONE_URL ?=
+JWT_ISSUER ?=
+JWT_AUDIENCE ?=
 
 VENV := .venv
 VENV_STAMP := $(VENV)/.requirements-installed
@@ -34,7 +38,8 @@ run: $(VENV_STAMP) $(if $(DYNAMODB_ENDPOINT),,$(DYNAMODB_STAMP))
 	$(VENV)/bin/python -m local.runner --host $(HOST) --port $(PORT) --ws-port $(WS_PORT) \
 		--dynamodb-port $(DYNAMODB_PORT) --data-dir $(DATA_DIR) --stage $(STAGE) \
 		$(if $(DYNAMODB_ENDPOINT),--dynamodb-endpoint $(DYNAMODB_ENDPOINT)) \
-		$(if $(AUTH),--auth $(AUTH)) $(if $(KEYSTONE_URL),--keystone-url $(KEYSTONE_URL))
+		$(if $(AUTH),--auth $(AUTH)) $(if $(KEYSTONE_URL),--keystone-url $(KEYSTONE_URL)) \
+		$(if $(JWT_ISSUER),--jwt-issuer $(JWT_ISSUER)) $(if $(JWT_AUDIENCE),--jwt-audience $(JWT_AUDIENCE))
 
 test: $(VENV_STAMP) $(DYNAMODB_STAMP) $(KEYSTONE_STAMP) $(CHROMIUM_STAMP)
 	$(VENV)/bin/ruff check .

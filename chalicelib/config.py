@@ -19,12 +19,16 @@ class Settings:
     messages_table: str = "zaqar-messages"
     subscriptions_table: str = "zaqar-subscriptions"
     connections_table: str = "zaqar-connections"
+    keys_table: str = "zaqar-keys"
     aws_region: str = "us-east-1"
     dynamodb_endpoint: str = ""
-    # Who may call: "keystone" (tokens validated against keystone_url) or
-    # "noauth" (X-Project-ID trusted; the dev stage only, or with
-    # allow_noauth, see chalicelib/auth). Unset means keystone: a stage
-    # that names no mode refuses every caller rather than trusting them all.
+    # Who may call: "keystone" (tokens validated against keystone_url),
+    # "apikey" (keys issued by an admin), "jwt" (an OIDC issuer's tokens),
+    # or a comma list of those three, each credential checked by the mode
+    # its form names; or "noauth" alone (X-Project-ID trusted; the dev stage
+    # only, or with allow_noauth, see chalicelib/auth). Unset means keystone:
+    # a stage that names no mode refuses every caller rather than trusting
+    # them all.
     stage: str = ""
     auth_strategy: str = "keystone"
     allow_noauth: bool = False
@@ -44,6 +48,27 @@ class Settings:
     keystone_trustee_domain: str = "Default"  # the user's domain, by name
     keystone_trustee_password: str = ""
     keystone_trustee_password_parameter: str = ""
+    # API keys (auth/apikey.py): stored only as an HMAC-SHA256 of the key
+    # under this secret, given plainly (dev and local runs) or, deployed, as
+    # the name of an SSM SecureString; one of the two. A validated key is
+    # believed this long (60 at most): a revoked key works this long.
+    api_key_secret: str = ""
+    api_key_secret_parameter: str = ""
+    api_key_cache_seconds: int = 60
+    # OIDC/JWT (auth/oidc.py): RS256 tokens of this issuer (its `iss`) for
+    # this audience (`aud`, or a Cognito access token's `client_id`; a comma
+    # list accepts any of them), checked against the issuer's keys (default
+    # <issuer>/.well-known/jwks.json, kept jwt_jwks_cache_seconds). The
+    # project is the claim jwt_project_claim, the roles jwt_roles_claim (a
+    # list, or a string of names separated by blanks or commas).
+    jwt_issuer: str = ""
+    jwt_audience: str = ""
+    jwt_jwks_url: str = ""
+    jwt_project_claim: str = "custom:project_id"
+    jwt_roles_claim: str = "cognito:groups"
+    jwt_clock_skew: int = 60  # seconds exp and nbf may be off by
+    jwt_jwks_cache_seconds: int = 3600
+    jwt_timeout: int = 5  # seconds for each JWKS fetch
     # Rules over Zaqar's default policy, as JSON {"rule": "check"}; see
     # chalicelib/auth/policy.py for the checks understood.
     policy: str = ""

@@ -47,7 +47,7 @@ MERGE_TEMPLATE = Path(__file__).resolve().parent / "resources.json"
 # open, what the gateway answers), whatever project folder is packaged.
 sys.path.insert(0, str(PROJECT_DIR))
 from chalicelib import cors, throttle  # noqa: E402
-from chalicelib.auth import Misconfigured, check_settings  # noqa: E402
+from chalicelib.auth import Misconfigured, check_settings, modes  # noqa: E402
 from chalicelib.auth.gateway import gateway_responses, is_open  # noqa: E402
 from chalicelib.config import get_settings  # noqa: E402
 from local.stage import stage_environment  # noqa: E402
@@ -61,6 +61,7 @@ TABLE_ENV = {
     "MESSAGES_TABLE": "MessagesTable",
     "SUBSCRIPTIONS_TABLE": "SubscriptionsTable",
     "CONNECTIONS_TABLE": "ConnectionsTable",
+    "KEYS_TABLE": "KeysTable",
 }
 
 # Stream handlers: a poison record must not block its shard for 24 h (AWS's
@@ -93,8 +94,10 @@ KEYSTONE_URL_PATTERN = "^https?://[^\\s'\"]+$"
 ROLE_STATEMENTS = {AUTHORIZER_FUNCTION: {"Logs"}}
 # ...and the only SSM parameters they may read: the authorizer, the trustee's
 # password, to validate the trust-scoped tokens of trust subscribers posting
-# back (Keystone lets such a token not validate itself).
-ROLE_PARAMETERS = {AUTHORIZER_FUNCTION: {"KEYSTONE_TRUSTEE_PASSWORD_PARAMETER"}}
+# back (Keystone lets such a token not validate itself), and the API keys'
+# HMAC secret.
+ROLE_PARAMETERS = {AUTHORIZER_FUNCTION: {"KEYSTONE_TRUSTEE_PASSWORD_PARAMETER",
+                                         "API_KEY_SECRET_PARAMETER"}}
 # A variable named *_PARAMETER holds the name of an SSM parameter (a
 # SecureString, say); the functions that have it may read that parameter.
 SSM_PARAMETER_SUFFIX = "_PARAMETER"
@@ -329,7 +332,7 @@ def stage_settings(stage, project_dir=PROJECT_DIR):
         raise PackagingError(f"no stage {stage!r} in .chalice/config.json") from None
     try:
         settings = get_settings(environment)
-        if settings.auth_strategy == "keystone" and not settings.keystone_url:
+        if "keystone" in modes(settings) and not settings.keystone_url:
             settings = dataclasses.replace(settings, keystone_url=KEYSTONE_URL_PLACEHOLDER)
         check_settings(settings)
     except (Misconfigured, ValueError) as error:
@@ -556,6 +559,15 @@ def wire_cors_and_throttling(resources, settings):
             "ThrottlingBurstLimit": settings.api_burst_limit or settings.api_rate_limit}]
 
 
+def grant_key_reads(resources):
+    """An apikey stage's authorizer reads keys and marks their last use."""
+    role_id = _role_of(resources[AUTHORIZER_FUNCTION])
+    resources[role_id]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"].append(
+        {"Sid": "KeysRead", "Effect": "Allow",
+         "Action": ["dynamodb:GetItem", "dynamodb:UpdateItem"],
+         "Resource": {"Fn::GetAtt": ["KeysTable", "Arn"]}})
+
+
 def fix_template(template, config, stage, settings):
     """`settings`: the stage's, from stage_settings."""
     resources = template["Resources"]
@@ -572,6 +584,8 @@ def fix_template(template, config, stage, settings):
         attach_authorizer(resources, settings)
     wire_cors_and_throttling(resources, settings)
     restrict_roles(resources)
+    if "apikey" in modes(settings):
+        grant_key_reads(resources)
     grant_ssm_parameters(resources)
     return template
 

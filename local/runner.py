@@ -58,10 +58,15 @@ def parse_args(argv=None):
                              "DynamoDB Local, or AWS with the caller's credentials); "
                              "missing tables are created there")
     parser.add_argument("--stage", default="dev", help="Chalice stage whose environment to use")
-    parser.add_argument("--auth", choices=("noauth", "keystone"),
-                        help="authenticate so instead of as the stage says")
+    parser.add_argument("--auth", help="authenticate so instead of as the stage says: "
+                                       "noauth, or keystone, apikey, jwt, or a comma list "
+                                       "of those (keystone,apikey)")
     parser.add_argument("--keystone-url", help="Keystone's identity v3 endpoint, e.g. "
                                                "http://127.0.0.1:5000/v3")
+    parser.add_argument("--jwt-issuer", help="the OIDC issuer whose tokens jwt mode takes "
+                                             "(its keys at <issuer>/.well-known/jwks.json)")
+    parser.add_argument("--jwt-audience", help="the audience (client id) its tokens must "
+                                               "name; default: zaqar")
     parser.add_argument("--clock-file", default=None,
                         help="a file holding seconds to add to the app's clock "
                              "(tests move time with it; absent or empty: 0)")
@@ -333,6 +338,11 @@ def auth_overrides(args):
         overrides["AUTH_STRATEGY"] = args.auth
     if args.keystone_url:
         overrides["KEYSTONE_URL"] = args.keystone_url
+    if args.jwt_issuer:
+        overrides["JWT_ISSUER"] = args.jwt_issuer
+        overrides["JWT_AUDIENCE"] = args.jwt_audience or "zaqar"
+    elif args.jwt_audience:
+        overrides["JWT_AUDIENCE"] = args.jwt_audience
     return overrides
 
 

@@ -24,6 +24,7 @@ from chalicelib.storage.models import (
     ALL_MODELS,
     TTL_ATTRIBUTE,
     ConnectionRecord,
+    KeyRecord,
     MessageRecord,
     QueueRecord,
     SubscriptionRecord,
@@ -37,7 +38,8 @@ PACKAGE_SCRIPT = ROOT / "infra" / "package.py"
 BIN = Path(sys.executable).parent
 MAX_ZIP_BYTES = 2 * 1024 * 1024
 TABLES = {QueueRecord: "QueuesTable", MessageRecord: "MessagesTable",
-          SubscriptionRecord: "SubscriptionsTable", ConnectionRecord: "ConnectionsTable"}
+          SubscriptionRecord: "SubscriptionsTable", ConnectionRecord: "ConnectionsTable",
+          KeyRecord: "KeysTable"}
 # What the Lambda Python runtime provides besides the standard library.
 RUNTIME_MODULES = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six")
 # Swagger operations (Chalice writes no ANY method, but one would count).

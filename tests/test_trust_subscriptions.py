@@ -12,6 +12,7 @@ import pytest
 
 from chalicelib import config, keystone_api
 from chalicelib.notify import delivery, trusts
+from chalicelib.storage import parameters
 from chalicelib.storage.base import Subscription
 from conftest import PROJECT, headers
 from local.dynamodb_local import free_port
@@ -24,8 +25,9 @@ NOAUTH = ("The subscriber type trust+http needs Keystone trusts, which this serv
 
 @pytest.fixture(autouse=True)
 def fresh_caches(monkeypatch):
-    for name in ("_passwords", "_trustees", "_tokens"):
+    for name in ("_trustees", "_tokens"):
         monkeypatch.setattr(trusts, name, {})
+    monkeypatch.setattr(parameters, "_values", {})  # the trustee's password
 
 
 @pytest.fixture

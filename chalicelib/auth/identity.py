@@ -21,6 +21,17 @@ class Identity:
     expires_ms: int | None = None  # when its token expires; None: never
 
 
+def credential(headers: Mapping[str, str]) -> str | None:
+    """What the caller presents: X-Auth-Token (Zaqar's, which zaqarclient
+    sends) or else an `Authorization: Bearer` token (a browser's, an OIDC
+    client's)."""
+    token = headers.get("x-auth-token")
+    if token:
+        return token
+    scheme, _, value = (headers.get("authorization") or "").strip().partition(" ")
+    return value.strip() or None if scheme.lower() == "bearer" else None
+
+
 def unauthorized(settings: Settings) -> Unauthorized:
     """401 with where to get a token, as keystonemiddleware answers."""
     headers = {}

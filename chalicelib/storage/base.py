@@ -100,6 +100,20 @@ class Pending:
     last_error: str | None = None
 
 
+@dataclass(frozen=True)
+class ApiKey:
+    """An API key as stored: its id and keyed hash, never the key."""
+    id: str
+    digest: str
+    project: str
+    roles: frozenset[str]
+    name: str
+    created: int  # epoch ms
+    expires: int | None = None  # epoch ms; None: never
+    revoked: bool = False
+    last_used: int | None = None  # epoch ms, at most a minute old when in use
+
+
 # -- one interface per resource -------------------------------------------------
 # Each method names its result and what it raises besides ServiceUnavailable
 # (which any of them may raise when the backend keeps failing).
@@ -286,6 +300,25 @@ class ConnectionStore(Protocol):
         """Nothing; the connection and the subscriptions it made are gone."""
 
 
+class KeyStore(Protocol):
+    def create(self, key: ApiKey) -> bool:
+        """True if stored; False, and nothing changed, if its id is taken."""
+
+    def get(self, key_id: str) -> ApiKey | None:
+        """The ApiKey, revoked or expired ones included, or None."""
+
+    def list_project(self, project: str) -> list[ApiKey]:
+        """Every ApiKey of the project, revoked and expired ones included,
+        oldest first."""
+
+    def revoke(self, key_id: str) -> bool:
+        """True if the key is revoked now (or was); False if there is none."""
+
+    def record_use(self, key_id: str, now: int, every_ms: int) -> None:
+        """Nothing; last_used becomes `now` unless it is within `every_ms`
+        of it already (then nothing is written)."""
+
+
 @dataclass(frozen=True)
 class Driver:
     """One store per resource, all on one backend configuration."""
@@ -296,3 +329,4 @@ class Driver:
     stats: StatsStore
     subscriptions: SubscriptionStore
     connections: ConnectionStore
+    keys: KeyStore

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from chalicelib.storage import (
     claims,
     connections,
+    keys,
     listing,
     messages,
     models,
@@ -28,7 +29,8 @@ if TYPE_CHECKING:
 # on other tables, another endpoint or another region) would build a Driver
 # per place, cached by it, from model classes of its own bound to that place.
 _DRIVER = Driver(queues=queues, messages=messages, listing=listing, claims=claims,
-                 stats=stats, subscriptions=subscriptions, connections=connections)
+                 stats=stats, subscriptions=subscriptions, connections=connections,
+                 keys=keys)
 
 
 def driver(settings: Settings) -> Driver:

@@ -196,7 +196,23 @@ class ConnectionRecord(Model):
     token_expires = NumberAttribute(attr_name="tx", null=True)
 
 
-ALL_MODELS = (QueueRecord, MessageRecord, SubscriptionRecord, ConnectionRecord)
+class KeyRecord(Model):
+    """An API key (auth/apikey.py): never the key itself, only its HMAC."""
+    Meta = _meta("keys_table")
+    key_id = UnicodeAttribute(hash_key=True, attr_name="i")
+    digest = UnicodeAttribute(attr_name="d")  # hex HMAC-SHA256 of the whole key
+    project = UnicodeAttribute(attr_name="p")
+    roles = UnicodeSetAttribute(attr_name="r", null=True)
+    name = UnicodeAttribute(attr_name="n")
+    created = NumberAttribute(attr_name="c")  # epoch ms
+    expires = NumberAttribute(attr_name="e", null=True)  # epoch ms; None: never
+    revoked = BooleanAttribute(attr_name="rv", default=False)
+    last_used = NumberAttribute(attr_name="u", null=True)  # epoch ms, to the minute
+    # Epoch s: an expired key is kept for listings a while, then reclaimed by TTL.
+    expires_at = NumberAttribute(attr_name="x", null=True)
+
+
+ALL_MODELS = (QueueRecord, MessageRecord, SubscriptionRecord, ConnectionRecord, KeyRecord)
 TTL_ATTRIBUTE = "x"
 
 
@@ -221,7 +237,8 @@ def configure(settings):
     global _configured
     where = (settings.aws_region, settings.dynamodb_endpoint or None,
              settings.queues_table, settings.messages_table,
-             settings.subscriptions_table, settings.connections_table)
+             settings.subscriptions_table, settings.connections_table,
+             settings.keys_table)
     if where == _configured:
         return
     for model in service_models():

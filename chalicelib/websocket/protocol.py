@@ -8,8 +8,9 @@ and the connection stays usable, but for one whose token expired: it is
 told so and closed.
 
 Authentication is in-band, as in Zaqar (§10.2): with Keystone, a connection
-must first `authenticate` with a token; from then on it acts for the
-token's project, with its roles, until the token expires. Frames that carry
+must first `authenticate` with a token (or, as the stage allows, an API key
+or a JWT: the same credentials REST takes, in X-Auth-Token); from then on it
+acts for the credential's project, with its roles, until it expires. Frames that carry
 a URL signature need no token, for the message actions a signature can
 allow (§9.3).
 """
@@ -28,7 +29,7 @@ log = logging.getLogger("zaqar.websocket")
 # Titles of plain validation failures: their frames carry `"error": null`.
 PLAIN_TITLES = {"Invalid API request", "Invalid request body", "Invalid parameter"}
 TEXT_HEADERS = ("client-id", "x-project-id", "x-tenant-id", "x-tenant", "x-roles",
-                "x-auth-token")
+                "x-auth-token", "authorization")
 
 
 def on_connect(event):
@@ -65,16 +66,21 @@ EXPIRED = {"error": "Authentication expired."}
 
 
 def _authenticate(connection_id, headers, settings):
-    """Zaqar's `authenticate` action with Keystone: (status, body)."""
+    """Zaqar's `authenticate` action with the stage's modes: (status, body)."""
     try:
         identity = auth.authenticate(headers, settings)
     except Unauthorized:
         return 401, {"error": "Authentication failed."}
     if identity.project is None:  # not a project-scoped token
         return 401, {"error": "Authentication failed."}
+    # A key without expiry holds for the connection's life (API Gateway ends
+    # it within LIFETIME_S); its revocation stops new authentications only.
+    expires = identity.expires_ms
+    if expires is None:
+        expires = clock.now_ms() + connections.LIFETIME_S * 1000
     if not connections.authenticate(connection_id, connections.Caller(
             project=identity.project, roles=identity.roles, user_id=identity.user_id,
-            expires_ms=identity.expires_ms)):
+            expires_ms=expires)):
         return 403, {"error": "Not authenticated."}
     return 200, {"message": "Authentified."}
 

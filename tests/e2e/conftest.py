@@ -2,13 +2,18 @@
 DynamoDB for the trigger emulation.
 
 Storage is DynamoDB Local, in memory, when Java is present; otherwise moto.
+A real Keystone, its users' tokens, and beta's resources for the
+cross-project probes (probes.py) of each auth mode's module.
 """
+import uuid
+
 import moto
 import pytest
 
 from local import dynamodb_local
 from local import keystone as local_keystone
 from local.launch import Launched, RunnerFailed
+from tests.e2e.probes import BETA, SECRET, ask
 
 
 def launch(*options, **keywords):
@@ -63,3 +68,53 @@ def keystone(tmp_path_factory):
         pytest.fail(str(failed))
     yield server
     server.stop()
+
+
+# Keystone's users' tokens, and beta's resources for the cross-project
+# probes (tests/e2e/probes.py), on the module's own `runner`.
+
+@pytest.fixture(scope="module")
+def issued(keystone):
+    """{user name: (project-scoped token, its document)}, each issued once."""
+    found = {}
+
+    def issue(user):
+        if user.name not in found:
+            found[user.name] = local_keystone.issue_token(
+                keystone.url, user.name, user.password, user.project)
+        return found[user.name]
+    return issue
+
+
+@pytest.fixture(scope="module")
+def tokens(issued):
+    return lambda user: issued(user)[0]
+
+
+@pytest.fixture(scope="module")
+def project_of(issued):
+    """A user's project id, as Keystone has it."""
+    return lambda user: issued(user)[1]["token"]["project"]["id"]
+
+
+@pytest.fixture(scope="module")
+def beta_resources(runner, tokens, project_of):
+    """A queue of beta's with metadata, a message, a claim on another, a
+    subscription and an API key: what alpha's probes must not reach."""
+    queue = f"beta-{uuid.uuid4().hex[:8]}"
+    token = tokens(BETA)
+    assert ask(runner, "PUT", f"/v2/queues/{queue}", token, {"secret": SECRET}).status_code == 201
+    posted = ask(runner, "POST", f"/v2/queues/{queue}/messages", token,
+                 {"messages": [{"body": SECRET, "ttl": 3000}, {"body": SECRET, "ttl": 3000}]})
+    message_id = posted.json()["resources"][0].rsplit("/", 1)[1]
+    claimed = ask(runner, "POST", f"/v2/queues/{queue}/claims?limit=1", token,
+                  {"ttl": 3000, "grace": 60})
+    claim_id = claimed.headers["Location"].rsplit("/", 1)[1]
+    claimed_id = claimed.json()["messages"][0]["href"].rsplit("/", 1)[1]
+    subscribed = ask(runner, "POST", f"/v2/queues/{queue}/subscriptions", token,
+                     {"subscriber": "http://127.0.0.1:9/beta-hook", "ttl": 3000})
+    key = ask(runner, "POST", "/v2/keys", tokens(local_keystone.ADMIN), {
+        "project": project_of(BETA), "roles": ["member"], "name": "beta's"}).json()
+    return {"queue_name": queue, "message_id": message_id, "claim_id": claim_id,
+            "claimed_id": claimed_id, "key_id": key["id"], "key": key["key"],
+            "subscription_id": subscribed.json()["subscription_id"]}

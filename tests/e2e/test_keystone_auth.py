@@ -3,71 +3,46 @@ the local runner in keystone mode in front of it, and clients talking over
 real HTTP and WebSocket: python-zaqarclient with password auth, raw HTTP,
 plain websocket frames.
 
-The probes walk the app's own route table and the websocket's action table,
-so a route or action added later is probed without anyone remembering to.
+The cross-project probes are tests/e2e/probes.py's, run here with alpha's
+Keystone token (and by test_apikey_jwt_auth.py with alpha's key and JWT).
 """
 import json
 import os
-import re
 import subprocess
 import sys
 import uuid
 from pathlib import Path
 
 import pytest
-import requests
 import websocket
 from zaqarclient.queues.v2 import client as zaqar_client
 
 from conftest import CLIENT_ID
 from local import keystone as local_keystone
 from tests.e2e.conftest import launch
+from tests.e2e.probes import (
+    ALPHA,
+    BETA,
+    SECRET,
+    ask,
+    beta_state,
+    rest_leaks,
+    websocket_leaks,
+)
 
 UNAUTHORIZED = {"title": "Unauthorized",
                 "description": "The request you have made requires authentication."}
-ALPHA, BETA = local_keystone.USERS["alpha-member"], local_keystone.USERS["beta-member"]
-SECRET = "beta's secret"
 
 
 @pytest.fixture(scope="module")
 def runner(keystone, tmp_path_factory):
     clock_file = tmp_path_factory.mktemp("keystone-runner") / "clock-offset"
-    with launch("--auth", "keystone", "--keystone-url", keystone.url,
+    # Keystone beside API keys, as a stage that issues keys runs: Keystone's
+    # tokens go to Keystone, and the probes reach the keys' routes too.
+    with launch("--auth", "keystone,apikey", "--keystone-url", keystone.url,
                 "--schedule-interval", "2", clock_file=clock_file) as started:
         local_keystone.register_messaging_endpoint(keystone, started.url)
         yield started
-
-
-@pytest.fixture(scope="module")
-def issued(keystone):
-    """{user name: (project-scoped token, its document)}, each issued once."""
-    found = {}
-
-    def issue(user):
-        if user.name not in found:
-            found[user.name] = local_keystone.issue_token(
-                keystone.url, user.name, user.password, user.project)
-        return found[user.name]
-    return issue
-
-
-@pytest.fixture(scope="module")
-def tokens(issued):
-    return lambda user: issued(user)[0]
-
-
-@pytest.fixture(scope="module")
-def project_of(issued):
-    """A user's project id, as Keystone has it."""
-    return lambda user: issued(user)[1]["token"]["project"]["id"]
-
-
-def ask(runner, method, path, token=None, body=None, **extra):
-    headers = {"Client-ID": CLIENT_ID, "Content-Type": "application/json", **extra}
-    if token is not None:
-        headers["X-Auth-Token"] = token
-    return requests.request(method, f"{runner.url}{path}", headers=headers, timeout=30,
-                            data=None if body is None else json.dumps(body))
 
 
 # -- who may call -----------------------------------------------------------
@@ -170,131 +145,18 @@ def test_python_zaqarclient_with_keystone_password_auth(runner, keystone):
 
 # -- no project reaches another's ------------------------------------------
 
-@pytest.fixture(scope="module")
-def beta_resources(runner, tokens):
-    """A queue of beta's with metadata, a message, a claim on another and a
-    subscription: what alpha's probes must not reach."""
-    queue = f"beta-{uuid.uuid4().hex[:8]}"
-    token = tokens(BETA)
-    assert ask(runner, "PUT", f"/v2/queues/{queue}", token, {"secret": SECRET}).status_code == 201
-    posted = ask(runner, "POST", f"/v2/queues/{queue}/messages", token,
-                 {"messages": [{"body": SECRET, "ttl": 3000}, {"body": SECRET, "ttl": 3000}]})
-    message_id = posted.json()["resources"][0].rsplit("/", 1)[1]
-    claimed = ask(runner, "POST", f"/v2/queues/{queue}/claims?limit=1", token,
-                  {"ttl": 3000, "grace": 60})
-    claim_id = claimed.headers["Location"].rsplit("/", 1)[1]
-    claimed_id = claimed.json()["messages"][0]["href"].rsplit("/", 1)[1]
-    subscribed = ask(runner, "POST", f"/v2/queues/{queue}/subscriptions", token,
-                     {"subscriber": "http://127.0.0.1:9/beta-hook", "ttl": 3000})
-    return {"queue_name": queue, "message_id": message_id, "claim_id": claim_id,
-            "claimed_id": claimed_id,
-            "subscription_id": subscribed.json()["subscription_id"]}
-
-
-def beta_state(runner, tokens, found):
-    """Everything of beta's the probes could change, as beta reads it."""
-    token, queue = tokens(BETA), f"/v2/queues/{found['queue_name']}"
-    parts = [ask(runner, "GET", queue, token).json(),
-             ask(runner, "GET", f"{queue}/messages?echo=true&include_claimed=true",
-                 token).json()["messages"],
-             ask(runner, "GET", f"{queue}/claims/{found['claim_id']}", token).json()["messages"],
-             ask(runner, "GET", f"{queue}/subscriptions/{found['subscription_id']}",
-                 token).json()]
-    for listing in parts[1:3]:
-        for message in listing:
-            message.pop("age", None), message.pop("ttl", None)
-    parts[3].pop("age", None)
-    return parts
-
-
-BODIES = {  # what a route needs to get past validation to storage
-    ("POST", "messages"): {"messages": [{"body": "alpha was here"}]},
-    ("POST", "claims"): {"ttl": 100, "grace": 60},
-    ("PATCH", "claim_id"): {"ttl": 100},
-    ("PUT", "queue_name"): {"alpha": True},
-    ("POST", "share"): {"methods": ["GET"]},
-    ("POST", "purge"): {},
-    ("POST", "subscriptions"): {"subscriber": "http://127.0.0.1:9/alpha-hook"},
-    ("PATCH", "subscription_id"): {"ttl": 100},
-}
-
-
-def probes(found):
-    """(method, path, body) for every route the app declares, aimed at beta's
-    resources."""
-    import app as app_module
-    for template, methods in app_module.app.routes.items():
-        if template == "/":
-            continue
-        path = re.sub(r"\{(\w+)\}", lambda m: found[m.group(1)], template)
-        last = template.rstrip("/").rsplit("/", 1)[-1].strip("{}")
-        for method in methods:
-            yield method, path, BODIES.get((method, last), {})
-
-
-def method_fallback(method, answer):
-    """A 405 for a method the path lacks, or OPTIONS: they tell only which
-    methods a path has, as Zaqar tells any authenticated caller."""
-    if method == "OPTIONS":
-        return answer.status_code == 200 and answer.content == b""
-    return answer.status_code == 405 and (
-        answer.content == b"" if method == "HEAD"
-        else answer.json() == {"title": "405 Method Not Allowed"})
-
-
 def test_a_token_of_alpha_reaches_nothing_of_betas_over_rest(runner, tokens, project_of,
                                                              beta_resources):
     before = beta_state(runner, tokens, beta_resources)
-    project_of_beta = project_of(BETA)
-    leaks = []
-    for method, path, body in probes(beta_resources):
-        for extra in ({}, {"X-Project-ID": project_of_beta}):
-            answer = ask(runner, method, path, tokens(ALPHA), body, **extra)
-            if extra and answer.status_code != 403 and not method_fallback(method, answer):
-                leaks.append((method, path, "named beta", answer.status_code))
-            if SECRET in answer.text or "beta-hook" in answer.text:
-                leaks.append((method, path, extra, answer.text[:200]))
-    assert leaks == []
+    assert rest_leaks(runner, tokens(ALPHA), project_of(BETA), beta_resources) == []
     assert beta_state(runner, tokens, beta_resources) == before
 
 
 def test_a_token_of_alpha_reaches_nothing_of_betas_over_the_websocket(
         runner, tokens, project_of, beta_resources):
-    from chalicelib.websocket.dispatch import ACTIONS
     before = beta_state(runner, tokens, beta_resources)
-    own = {"X-Project-ID": project_of(ALPHA)}
-    body = {**beta_resources, "message_ids": [beta_resources["message_id"]],
-            "messages": [{"body": "alpha was here"}], "subscriber": "http://127.0.0.1:9/a",
-            "pop": 1, "ttl": 100}
-    connection = websocket.create_connection(runner.ws_url, timeout=30)
-    try:
-        def frame(action, headers):
-            connection.send(json.dumps({"action": action, "body": {
-                key: body[key] for key in body if key != "claimed_id"},
-                "headers": {"Client-ID": CLIENT_ID, **headers}}))
-            return json.loads(connection.recv())
-
-        # Before authenticating, only authenticate is answered.
-        refused = [action for action in ACTIONS if action != "authenticate"
-                   and frame(action, own)["body"] != {"error": "Not authentified."}]
-        assert refused == []
-        garbage = frame("authenticate", {**own, "X-Auth-Token": "garbage"})
-        assert garbage["headers"]["status"] == 401
-        authenticated = frame("authenticate", {**own, "X-Auth-Token": tokens(ALPHA)})
-        assert authenticated["body"] == {"message": "Authentified."}
-        leaks = []
-        for action in ACTIONS:
-            if action == "authenticate":
-                continue
-            named = frame(action, {"X-Project-ID": project_of(BETA)})
-            if named["headers"]["status"] != 403:
-                leaks.append((action, "named beta", named))
-            answer = frame(action, own)
-            if SECRET in json.dumps(answer) or "beta-hook" in json.dumps(answer):
-                leaks.append((action, answer))
-        assert leaks == []
-    finally:
-        connection.close()
+    assert websocket_leaks(runner, tokens(ALPHA), project_of(ALPHA), project_of(BETA),
+                           beta_resources) == []
     assert beta_state(runner, tokens, beta_resources) == before
 
 
