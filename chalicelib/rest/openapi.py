@@ -223,7 +223,8 @@ def _query_parameters(settings: Settings) -> dict[str, dict]:
         "with_count": boolean("with_count", "Count the project's queues"),
         "echo": boolean("echo", "Include the caller's own (same Client-ID) messages"),
         "include_claimed": boolean("include_claimed", "Include claimed messages"),
-        "include_delayed": boolean("include_delayed", "Include delayed messages"),
+        "include_delayed": boolean("include_delayed", "Include delayed messages (always "
+                                                      "on a queue without a default delay)"),
         "ids": ids("ids", "Message ids, comma-separated"),
         "claim_ids": ids("claim_ids", "The messages' claims (with "
                                       "message_delete_with_claim_id)"),
@@ -281,8 +282,9 @@ class _Schemas:
             self.components[name] = self._rewrite(schema, name, base)
         return {"$ref": f"#/components/schemas/{name}"}
 
-    def inline(self, schema: dict, base: str = "") -> dict:
-        return self._rewrite(schema, "", base)
+    def inline(self, schema: dict) -> dict:
+        """A schema written here; its file references are under schemas/."""
+        return self._rewrite(schema, "", "")
 
     def _rewrite(self, node, name, base):
         if isinstance(node, list):
