@@ -117,7 +117,8 @@ def test_the_runner_answers_as_its_description_says(runner_url, tmp_path):
     environment = dict(os.environ, SCHEMATHESIS_HOOKS="tests.e2e.test_schemathesis",
                        PYTHONPATH=str(ROOT))
     started = time.monotonic()
-    run = subprocess.run(command, cwd=ROOT, env=environment, stdin=subprocess.DEVNULL,
+    # Run in tmp_path: the CLI leaves a cache (.schemathesis/) where it runs.
+    run = subprocess.run(command, cwd=tmp_path, env=environment, stdin=subprocess.DEVNULL,
                          capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
     elapsed = time.monotonic() - started
     assert run.returncode == 0, run.stdout[-20000:] + run.stderr[-5000:]
