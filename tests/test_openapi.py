@@ -41,6 +41,8 @@ def answer_schema(document, operation, status, media_type="application/json"):
 
 def test_served_without_any_header_and_valid_openapi_3_1(described):
     assert described["openapi"] == "3.1.0"
+    # The API's root relative to the document, whatever stage prefix it has.
+    assert described["servers"] == [{"url": "../"}]
     validate_openapi(described)
 
 

@@ -402,6 +402,9 @@ def describe(app, settings: Settings) -> dict:
                                 "Lambda and DynamoDB. Errors are {\"title\", "
                                 "\"description\"}; every answer carries "
                                 "x-openstack-request-id."},
+        # Relative to this document (/v2/openapi.json): the API's root, behind
+        # any stage prefix API Gateway puts in front of it.
+        "servers": [{"url": "../"}],
         "paths": dict(sorted(paths.items())),
         "components": {"schemas": dict(sorted(schemas.components.items())),
                        "parameters": _components_parameters(settings),
