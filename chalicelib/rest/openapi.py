@@ -256,6 +256,12 @@ def _headers() -> dict[str, dict]:
     return {
         "RequestId": {"description": "This request's id", "required": True,
                       "schema": {"type": "string", "pattern": "^req-[0-9a-f-]{36}$"}},
+        "RequestIdUnlessGateway": {
+            "description": "This request's id; none when API Gateway answers itself "
+                           "(the authorizer failed)",
+            "schema": {"type": "string", "pattern": "^req-[0-9a-f-]{36}$"}},
+        "WWWAuthenticate": {"description": "Where to get a token: Keystone uri=\"...\"",
+                            "schema": {"type": "string"}},
         "Location": {"description": "The resource's path", "required": True,
                      "schema": {"type": "string", "pattern": "^/v2/"}},
     }
@@ -301,6 +307,17 @@ class _Schemas:
                 for key, value in node.items()}
 
 
+def _error_headers(status: int, authorized: bool) -> dict[str, dict]:
+    # Where an authorizer runs, API Gateway answers for it itself
+    # (auth.gateway.gateway_responses): a 401 always, a 503 when it fails.
+    # Only the function sets the request id, so those carry none.
+    if authorized and status == 401:
+        return {"WWW-Authenticate": {"$ref": "#/components/headers/WWWAuthenticate"}}
+    if authorized and status == 503:
+        return {"x-openstack-request-id": {"$ref": "#/components/headers/RequestIdUnlessGateway"}}
+    return {"x-openstack-request-id": {"$ref": "#/components/headers/RequestId"}}
+
+
 def _responses(operation: Operation, guarded: bool, settings: Settings,
                schemas: _Schemas) -> dict[str, dict]:
     request_id = {"x-openstack-request-id": {"$ref": "#/components/headers/RequestId"}}
@@ -329,7 +346,8 @@ def _responses(operation: Operation, guarded: bool, settings: Settings,
         text = operation.notes.get(status) or ERRORS[status]
         if status == 404 and status in operation.notes and guarded:
             text += f"; or {SIGNATURE_404}"
-        answers[str(status)] = {"description": text, "headers": dict(request_id),
+        answers[str(status)] = {"description": text, "headers": _error_headers(
+            status, guarded and settings.auth_strategy == "keystone"),
                                 "content": error}
     return answers
 
