@@ -18,8 +18,9 @@ from chalicelib.errors import ServiceUnavailable, Unauthorized
 if TYPE_CHECKING:
     from chalicelib.config import Settings
 
-# (method, path) pairs Zaqar serves to anyone: the versions document.
-OPEN_ROUTES = frozenset({("GET", "/")})
+# (method, path) pairs served to anyone: the versions document (as Zaqar)
+# and the API's OpenAPI description.
+OPEN_ROUTES = frozenset({("GET", "/"), ("GET", "/v2/openapi.json")})
 SIGNED = "signed-url"  # the principal of a request that carries a URL signature
 
 

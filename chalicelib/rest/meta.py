@@ -1,10 +1,11 @@
-"""Versions, the JSON-home document, ping and health."""
+"""Versions, the JSON-home document, this API's OpenAPI description, ping and
+health."""
 from chalice import Blueprint
 
 from chalicelib.actions import health as health_action
 from chalicelib.actions.home import home_document
 from chalicelib.errors import NotFound
-from chalicelib.rest import respond, route
+from chalicelib.rest import openapi, respond, route
 
 bp = Blueprint(__name__)
 
@@ -28,6 +29,11 @@ def home(call):
         raise NotFound(title="404 Not Found")
     return respond(200, home_document(call.settings), {"Cache-Control": "max-age=86400"},
                    content_type="application/json-home")
+
+
+@route(bp, "/v2/openapi.json", ["GET"], None)
+def openapi_description(call):
+    return respond(200, openapi.describe(bp.current_app, call.settings))
 
 
 @route(bp, "/v2/ping", ["GET", "HEAD"], "ping:get")
