@@ -37,7 +37,7 @@ def _stored(call, key_id):
 
 
 @route(bp, "/v2/keys", ["POST"], "keys:create")
-def create(call):
+def create_key(call):
     _keys(call)
     document = call.body()
     validate("key_create", document, call.settings)

@@ -176,6 +176,18 @@ OPERATIONS = {
         "Confirm (or unsubscribe) a subscription", _ok(NO_CONTENT, location=True, status=204),
         body="subscription_confirm", body_required=True,
         notes={404: "No such subscription"}),
+    "create_key": Operation(
+        "Issue an API key for a project (admin; shown this once)",
+        _ok("The key and its record", "responses/key_issued", location=True, status=201),
+        body="key_create", body_required=True,
+        notes={404: "The stage takes no API keys"}),
+    "list_keys": Operation("A project's API keys (admin; never the keys themselves)",
+                           _ok("Their records", "responses/key_list"), query=("project",),
+                           notes={404: "The stage takes no API keys"}),
+    "get_key": Operation("One API key's record (admin)", _ok("The record", "responses/key"),
+                         notes={404: "No such key, or the stage takes no API keys"}),
+    "revoke_key": Operation("Revoke an API key (admin)", _ok(NO_CONTENT, status=204),
+                            notes={404: "No such key, or the stage takes no API keys"}),
 }
 
 SIGNATURE_404 = "a URL signature that does not hold, or a path that names nothing"
@@ -211,6 +223,7 @@ def _query_parameters(settings: Settings) -> dict[str, dict]:
     return {
         "marker": text("marker", "Where the previous page ended (its next link)"),
         "name": text("name", "Only queues whose name holds this"),
+        "project": text("project", "The project whose API keys to list"),
         "claim_id": text("claim_id", "The claim holding the message"),
         "queue_limit": limit(settings.max_queues_per_page, 10),
         "message_limit": limit(settings.max_messages_per_page, 10),
