@@ -11,7 +11,7 @@ import moto
 import pytest
 
 from chalicelib import config, keystone_api
-from chalicelib.notify import delivery, trusts
+from chalicelib.notify import delivery, secrets, trusts
 from chalicelib.storage.base import Subscription
 from conftest import PROJECT, headers
 from local.dynamodb_local import free_port
@@ -24,8 +24,9 @@ NOAUTH = ("The subscriber type trust+http needs Keystone trusts, which this serv
 
 @pytest.fixture(autouse=True)
 def fresh_caches(monkeypatch):
-    for name in ("_passwords", "_trustees", "_tokens"):
+    for name in ("_trustees", "_tokens"):
         monkeypatch.setattr(trusts, name, {})
+    monkeypatch.setattr(secrets, "_values", {})  # the trustee's password, from SSM
 
 
 @pytest.fixture

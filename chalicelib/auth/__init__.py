@@ -49,9 +49,10 @@ def check_settings(settings: Settings) -> None:
     if settings.auth_strategy == "keystone" and not settings.keystone_url:
         raise Misconfigured("AUTH_STRATEGY=keystone needs KEYSTONE_URL "
                             "(the identity v3 endpoint)")
-    if settings.keystone_trustee_password and settings.keystone_trustee_password_parameter:
-        raise Misconfigured("set KEYSTONE_TRUSTEE_PASSWORD or "
-                            "KEYSTONE_TRUSTEE_PASSWORD_PARAMETER, not both")
+    for secret in ("keystone_trustee_password", "signed_url_secret_key"):
+        if getattr(settings, secret) and getattr(settings, f"{secret}_parameter"):
+            raise Misconfigured(f"set {secret.upper()} or {secret.upper()}_PARAMETER, "
+                                "not both")
     try:
         policy.rules(settings.policy)
     except ValueError as error:  # BadPolicy, or not JSON

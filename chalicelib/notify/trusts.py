@@ -33,6 +33,8 @@ import threading
 from typing import TYPE_CHECKING
 
 from chalicelib import clock, keystone_api
+from chalicelib.errors import ServiceUnavailable
+from chalicelib.notify import secrets
 
 if TYPE_CHECKING:
     from chalicelib.config import Settings
@@ -45,13 +47,12 @@ _CACHE_MAX = 10_000  # trust tokens kept; dropped wholesale when full
 # 32 hex digits): nothing that would change the path asked for.
 _TRUST_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
-_passwords: dict[str, str] = {}  # SSM parameter name -> its value
 # (keystone, user, domain) -> (its token, its user id, kept until, epoch ms)
 _trustees: dict[tuple[str, str, str], tuple[str, str, int]] = {}
 # (keystone, user, trust id) -> (token, reused until, epoch ms)
 _tokens: dict[tuple[str, str, str], tuple[str, int]] = {}
-# Deliveries run in threads: one SSM read, one token request at a time.
-_password_lock, _token_lock, _trustee_lock = threading.Lock(), threading.Lock(), threading.Lock()
+# Deliveries run in threads: one token request at a time.
+_token_lock, _trustee_lock = threading.Lock(), threading.Lock()
 
 
 class NotConfigured(Exception):
@@ -71,32 +72,14 @@ def configured(settings: Settings) -> bool:
         settings.keystone_trustee_password or settings.keystone_trustee_password_parameter))
 
 
-def _read_parameter(name: str, settings: Settings) -> str:
-    # boto3 here, not at import: only trusts need SSM (cold starts).
-    import boto3
-    from botocore.config import Config
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    config = Config(connect_timeout=settings.keystone_timeout,
-                    read_timeout=settings.keystone_timeout)
-    try:
-        ssm = boto3.session.Session().client("ssm", region_name=settings.aws_region,
-                                             config=config)
-        return ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
-    except (BotoCoreError, ClientError) as error:
-        log.error("the trustee's password could not be read from SSM parameter %s: %s",
-                  name, error)
-        raise keystone_api.Unavailable(f"SSM parameter {name} could not be read") from None
-
-
 def _password(settings: Settings) -> str:
     name = settings.keystone_trustee_password_parameter
     if not name:
         return settings.keystone_trustee_password
-    with _password_lock:
-        if name not in _passwords:
-            _passwords[name] = _read_parameter(name, settings)
-        return _passwords[name]
+    try:
+        return secrets.parameter(name, settings)
+    except ServiceUnavailable:
+        raise keystone_api.Unavailable(f"SSM parameter {name} could not be read") from None
 
 
 def _authenticate(settings: Settings, trust_id: str | None = None) -> tuple[str, dict]:

@@ -21,6 +21,7 @@ from chalicelib import auth, clock, signed_urls
 from chalicelib.auth import Identity, gateway, policy
 from chalicelib.config import get_settings
 from chalicelib.errors import BadRequest, NotAcceptable, NotFound, ZaqarError
+from chalicelib.notify import secrets
 from chalicelib.storage.errors import unexpected
 from chalicelib.storage.models import configure as configure_storage
 from chalicelib.validation import check_queue_name, parse_json, request_project
@@ -91,7 +92,7 @@ def _check_signature(request, settings):
     """A request carrying URL-Signature must be exactly what was signed; any
     failure is a 404, as Zaqar answers (an empty signature included)."""
     path = request.path.format(**(request.uri_params or {}))
-    if not signed_urls.allows(request.headers, settings.signed_url_secret_key,
+    if not signed_urls.allows(request.headers, secrets.signed_url_key(settings),
                               request.method, path, request_project(request.headers),
                               clock.now_ms()):
         raise NotFound(title="404 Not Found")

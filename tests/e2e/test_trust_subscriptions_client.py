@@ -24,7 +24,7 @@ import pytest
 from chalicelib import config, keystone_api, rest
 from chalicelib.actions.subscriptions import NOT_CALLERS
 from chalicelib.auth import keystone as keystone_auth
-from chalicelib.notify import delivery, trusts
+from chalicelib.notify import delivery, secrets, trusts
 from chalicelib.storage.base import Subscription
 from conftest import headers
 from local import keystone as local_keystone
@@ -188,8 +188,9 @@ def relay(keystone):
 
 @pytest.fixture(autouse=True)
 def fresh_caches(monkeypatch):
-    for name in ("_passwords", "_trustees", "_tokens"):
+    for name in ("_trustees", "_tokens"):
         monkeypatch.setattr(trusts, name, {})
+    monkeypatch.setattr(secrets, "_values", {})  # the trustee's password, from SSM
     monkeypatch.setattr(keystone_auth, "_believed", {})
 
 
