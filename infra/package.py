@@ -479,6 +479,23 @@ def _mail_identities(sender, settings):
             {"Fn::Sub": [arn, {"Identity": domain}]}]
 
 
+def _readable_parameters(function_id, function, readable):
+    """Drop the function's *_PARAMETER variables not in `readable`; the ARNs
+    of the SSM parameters the others name."""
+    variables, arns = _variables(function), []
+    for variable in [name for name in variables if name.endswith(SSM_PARAMETER_SUFFIX)]:
+        if variable not in readable:
+            del variables[variable]
+            continue
+        try:
+            arn = _ssm_arn(variables[variable])
+        except PackagingError as error:
+            raise PackagingError(f"{variable} of {function_id}: {error}") from None
+        if arn not in arns:
+            arns.append(arn)
+    return arns
+
+
 def write_policies(resources, settings, stream_roles, access=FUNCTION_ACCESS):
     """Give each function's role exactly what FUNCTION_ACCESS says it does
     (Chalice gives every role a copy of .chalice/policy.json), drop the
@@ -535,19 +552,7 @@ def write_policies(resources, settings, stream_roles, access=FUNCTION_ACCESS):
                 "Resource": {"Fn::Sub": "arn:${AWS::Partition}:execute-api:${AWS::Region}:"
                                         f"${{AWS::AccountId}}:${{{WEBSOCKET_API}}}/*/*/"
                                         "@connections/*"}})
-        variables = _variables(function)
-        for variable in [name for name in variables if name.endswith(SSM_PARAMETER_SUFFIX)]:
-            if variable not in allowed.parameters:
-                del variables[variable]
-        arns = []
-        for variable, name in variables.items():
-            if variable.endswith(SSM_PARAMETER_SUFFIX):
-                try:
-                    arn = _ssm_arn(name)
-                except PackagingError as error:
-                    raise PackagingError(f"{variable} of {function_id}: {error}") from None
-                if arn not in arns:
-                    arns.append(arn)
+        arns = _readable_parameters(function_id, function, allowed.parameters)
         if arns:
             statements.append({"Sid": "Parameters", "Effect": "Allow",
                                "Action": "ssm:GetParameter", "Resource": arns})
@@ -562,10 +567,10 @@ def write_policies(resources, settings, stream_roles, access=FUNCTION_ACCESS):
 # -- stack parameters -------------------------------------------------------------
 
 # Given at deploy time (`--parameter-overrides Name=value`), each sets one
-# variable of every function. A limit's default is the stage's value (or the
-# service's). A secret's SSM name, or a setting with a "Default" here, becomes
-# a parameter only when the stage does not set it (nor, for a secret, the
-# secret itself, as dev does): the stage's own value wins.
+# variable of every function. A STACK_PARAMETERS entry becomes a parameter
+# only when the stage does not set its variable (nor, for a secret's SSM
+# name, the secret itself, as dev does): the stage's own value wins. The
+# limits are always parameters, their defaults the stage's values.
 SSM_NAME_PATTERN = "^(/[A-Za-z0-9_.-]+)+$"
 SES_FROM_PARAMETER = "SesFromAddress"
 STACK_PARAMETERS = {
@@ -580,6 +585,7 @@ STACK_PARAMETERS = {
                        "(https://app.example.com); empty: none"}),
     "SignedUrlSecretKeyParameter": ("SIGNED_URL_SECRET_KEY_PARAMETER", {
         "Type": "String", "AllowedPattern": SSM_NAME_PATTERN,
+        "Default": "/zaqar/{stage}/signed-url-secret-key",
         "Description": "The SSM SecureString holding the HMAC key of signed URLs "
                        "(shares, subscription confirmations)"}),
 }
@@ -605,10 +611,9 @@ def wire_stack_parameters(template, environment, stage):
     for name, (variable, definition) in STACK_PARAMETERS.items():
         if variable in environment or _PLAIN_SECRET.get(variable, variable) in environment:
             continue
-        definition = dict(definition)
-        if variable == "SIGNED_URL_SECRET_KEY_PARAMETER":
-            definition["Default"] = f"/zaqar/{stage}/signed-url-secret-key"
-        parameters[name] = definition
+        parameters[name] = dict(definition)
+        if "Default" in definition:
+            parameters[name]["Default"] = definition["Default"].format(stage=stage)
         wired[variable] = name
     defaults = {field.name.upper(): field.default for field in dataclasses.fields(Settings)}
     for name, variable in LIMIT_PARAMETERS.items():
