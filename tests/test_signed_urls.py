@@ -3,10 +3,12 @@ import json
 import os
 from unittest import mock
 
+import boto3
 import pytest
+from chalice.test import Client
 
-from chalicelib import signed_urls
-from conftest import headers
+from chalicelib import parameters, signed_urls
+from conftest import ROOT, headers
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -166,3 +168,48 @@ def test_a_signed_path_covers_only_whole_segments_below_it():
     assert signed_urls.covers("/v2/queues/q1/messages", "/v2/queues/q1/messages/00ab")
     assert not signed_urls.covers("/v2/queues/q1/messages", "/v2/queues/q1/messagesx")
     assert not signed_urls.covers("", "/v2/queues/q1/messages")
+
+
+# -- deployed: the key is an SSM SecureString, named by the stage ----------------
+
+KEY_PARAMETER = "/zaqar/test/signed-url-secret-key"
+
+
+@pytest.fixture
+def ssm_keyed_client(app, tmp_path, monkeypatch):
+    """The dev stage as prod keeps its key: SIGNED_URL_SECRET_KEY_PARAMETER
+    names an SSM parameter, and no SIGNED_URL_SECRET_KEY is set."""
+    monkeypatch.setattr(parameters, "_values", {})  # a cold function
+    monkeypatch.delenv("SIGNED_URL_SECRET_KEY")
+    config = json.loads((ROOT / ".chalice" / "config.json").read_text())
+    variables = config["stages"]["dev"]["environment_variables"]
+    del variables["SIGNED_URL_SECRET_KEY"]
+    variables["SIGNED_URL_SECRET_KEY_PARAMETER"] = KEY_PARAMETER
+    (tmp_path / ".chalice").mkdir()
+    (tmp_path / ".chalice" / "config.json").write_text(json.dumps(config))
+    with Client(app, stage_name="dev", project_dir=str(tmp_path)) as test_client:
+        yield test_client
+
+
+def test_a_signed_url_works_with_the_key_read_from_ssm(ssm_keyed_client):
+    client = ssm_keyed_client
+    ssm = boto3.client("ssm", region_name="us-east-1")
+    ssm.put_parameter(Name=KEY_PARAMETER, Value="kept-in-ssm", Type="SecureString")
+    client.http.post("/v2/queues/q1/messages", headers=headers(),
+                     body=json.dumps({"messages": [{"body": "hello"}]}))
+    signed = share(client, {"paths": ["messages"], "methods": ["GET"],
+                            "expires": "2099-01-01T00:00:00"}).json_body
+    assert signed["signature"] == signed_urls.signature(
+        "kept-in-ssm", signed["paths"], signed["methods"], "test-project", signed["expires"])
+    # Read once per warm function: the parameter gone, the key is still known.
+    ssm.delete_parameter(Name=KEY_PARAMETER)
+    answer = client.http.get("/v2/queues/q1/messages?echo=true",
+                             headers=signed_headers(signed))
+    assert answer.status_code == 200
+    assert [message["body"] for message in answer.json_body["messages"]] == ["hello"]
+
+
+def test_a_key_that_cannot_be_read_is_a_503(ssm_keyed_client):
+    answer = share(ssm_keyed_client, {"paths": ["messages"]})
+    assert answer.status_code == 503
+    assert answer.json_body["title"] == "Service temporarily unavailable"

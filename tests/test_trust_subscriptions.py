@@ -10,9 +10,8 @@ import json
 import moto
 import pytest
 
-from chalicelib import config, keystone_api
+from chalicelib import config, keystone_api, parameters
 from chalicelib.notify import delivery, trusts
-from chalicelib.storage import parameters
 from chalicelib.storage.base import Subscription
 from conftest import PROJECT, headers
 from local.dynamodb_local import free_port
@@ -27,7 +26,7 @@ NOAUTH = ("The subscriber type trust+http needs Keystone trusts, which this serv
 def fresh_caches(monkeypatch):
     for name in ("_trustees", "_tokens"):
         monkeypatch.setattr(trusts, name, {})
-    monkeypatch.setattr(parameters, "_values", {})  # the trustee's password
+    monkeypatch.setattr(parameters, "_values", {})  # the trustee's password, from SSM
 
 
 @pytest.fixture

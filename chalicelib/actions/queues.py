@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
-from chalicelib import clock, signed_urls
+from chalicelib import clock, parameters, signed_urls
 from chalicelib.actions import quotas, storage
 from chalicelib.errors import BadRequest, Conflict, InvalidBody, NotFound
 from chalicelib.validation import QUEUE_NAME_MAX, check_limit, check_queue_name, validate
@@ -264,7 +264,7 @@ def share(ctx: Context, name: str, document: object) -> dict:
             raise BadRequest(f"`expires` is not a valid date: {expires}")
         if expires_ms <= now:
             raise BadRequest("`expires` should be a date in the future.")
-    key = ctx.settings.signed_url_secret_key
+    key = parameters.signed_url_key(ctx.settings)
     if not key:
         raise BadRequest("Signed URLs need a secret key, and none is configured.")
     full_paths = [f"/v2/queues/{name}/{path}" for path in paths]

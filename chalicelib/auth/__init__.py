@@ -89,9 +89,10 @@ def check_settings(settings: Settings) -> None:
             f"stage {settings.stage or '(unnamed)'!r} has AUTH_STRATEGY=noauth: anyone "
             "could act for any project. Use keystone, or set ALLOW_NOAUTH=true "
             "if this stage is reachable only by people trusted with every project")
-    if settings.keystone_trustee_password and settings.keystone_trustee_password_parameter:
-        raise Misconfigured("set KEYSTONE_TRUSTEE_PASSWORD or "
-                            "KEYSTONE_TRUSTEE_PASSWORD_PARAMETER, not both")
+    for secret in ("keystone_trustee_password", "signed_url_secret_key"):
+        if getattr(settings, secret) and getattr(settings, f"{secret}_parameter"):
+            raise Misconfigured(f"set {secret.upper()} or {secret.upper()}_PARAMETER, "
+                                "not both")
     try:
         policy.rules(settings.policy)
     except ValueError as error:  # BadPolicy, or not JSON

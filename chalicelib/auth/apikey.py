@@ -23,10 +23,9 @@ import secrets
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from chalicelib import clock
+from chalicelib import clock, parameters
 from chalicelib.auth.identity import Identity, credential, unauthorized
-from chalicelib.errors import ServiceUnavailable
-from chalicelib.storage import dynamodb, parameters
+from chalicelib.storage import dynamodb
 from chalicelib.storage.base import ApiKey
 
 if TYPE_CHECKING:
@@ -46,11 +45,8 @@ def is_key(token: str) -> bool:
 
 
 def _pepper(settings: Settings) -> str:
-    try:
-        return parameters.value(settings.api_key_secret, settings.api_key_secret_parameter,
-                                settings)
-    except parameters.Unreadable:
-        raise ServiceUnavailable("API keys cannot be checked now.") from None
+    return parameters.value(settings.api_key_secret, settings.api_key_secret_parameter,
+                            settings)
 
 
 def _digest(key: str, pepper: str) -> str:

@@ -12,7 +12,8 @@ import math
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from chalicelib import clock, keystone_api
+from chalicelib import clock, keystone_api, parameters
+from chalicelib.errors import ServiceUnavailable
 from chalicelib.notify import payloads, transports, trusts
 from chalicelib.notify import policy as retry_policy
 from chalicelib.storage import subscriptions as store
@@ -145,13 +146,18 @@ def send_confirmation(subscription, project, settings, unsubscribe=False):
     API call; retries, by the subscription's own policy, come later."""
     if not settings.require_confirmation:
         return
-    if not settings.signed_url_secret_key:
-        log.error("confirmation of subscription %s not sent: SIGNED_URL_SECRET_KEY "
-                  "is not set", subscription.id)
+    try:
+        key = parameters.signed_url_key(settings)
+    except ServiceUnavailable:  # logged where it was read
+        key = ""
+    if not key:
+        log.error("confirmation of subscription %s not sent: no signed URL key "
+                  "(SIGNED_URL_SECRET_KEY, or the SSM parameter "
+                  "SIGNED_URL_SECRET_KEY_PARAMETER names)", subscription.id)
         return
     ttl = settings.default_subscription_ttl if unsubscribe else subscription.ttl
     payload = payloads.confirmation(subscription.source, subscription.id, project,
-                                    clock.now_ms() + ttl * 1000,
-                                    settings.signed_url_secret_key, unsubscribe=unsubscribe)
+                                    clock.now_ms() + ttl * 1000, key,
+                                    unsubscribe=unsubscribe)
     policy = retry_policy.effective(subscription.options, {})
     deliver(Delivery(subscription, payload, policy), settings, Call(attempts=1))

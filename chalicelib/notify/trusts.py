@@ -32,8 +32,8 @@ import re
 import threading
 from typing import TYPE_CHECKING
 
-from chalicelib import clock, keystone_api
-from chalicelib.storage import parameters
+from chalicelib import clock, keystone_api, parameters
+from chalicelib.errors import ServiceUnavailable
 
 if TYPE_CHECKING:
     from chalicelib.config import Settings
@@ -75,8 +75,9 @@ def _password(settings: Settings) -> str:
     try:
         return parameters.value(settings.keystone_trustee_password,
                                 settings.keystone_trustee_password_parameter, settings)
-    except parameters.Unreadable as error:
-        raise keystone_api.Unavailable(str(error)) from None
+    except ServiceUnavailable:
+        name = settings.keystone_trustee_password_parameter
+        raise keystone_api.Unavailable(f"SSM parameter {name} could not be read") from None
 
 
 def _authenticate(settings: Settings, trust_id: str | None = None) -> tuple[str, dict]:

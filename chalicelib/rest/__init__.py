@@ -17,7 +17,7 @@ import uuid
 
 from chalice import Response
 
-from chalicelib import auth, clock, cors, signed_urls, throttle
+from chalicelib import auth, clock, cors, parameters, signed_urls, throttle
 from chalicelib.auth import Identity, gateway, policy
 from chalicelib.config import get_settings
 from chalicelib.errors import BadRequest, NotAcceptable, NotFound, ZaqarError
@@ -91,7 +91,7 @@ def _check_signature(request, settings):
     """A request carrying URL-Signature must be exactly what was signed; any
     failure is a 404, as Zaqar answers (an empty signature included)."""
     path = request.path.format(**(request.uri_params or {}))
-    if not signed_urls.allows(request.headers, settings.signed_url_secret_key,
+    if not signed_urls.allows(request.headers, parameters.signed_url_key(settings),
                               request.method, path, request_project(request.headers),
                               clock.now_ms()):
         raise NotFound(title="404 Not Found")

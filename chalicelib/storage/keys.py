@@ -46,8 +46,8 @@ def get(key_id: str) -> ApiKey | None:
 
 
 def list_project(project: str) -> list[ApiKey]:
-    found = retrying(lambda: [_key_of(record) for record in KeyRecord.scan(
-        KeyRecord.project == project)])
+    found = retrying(lambda: [_key_of(record)
+                              for record in KeyRecord.by_project.query(project)])
     return sorted(found, key=lambda key: (key.created, key.id))
 
 

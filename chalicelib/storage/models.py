@@ -15,6 +15,7 @@ from pynamodb.attributes import (
     UnicodeAttribute,
     UnicodeSetAttribute,
 )
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
 MAX_POOL_CONNECTIONS = 64
@@ -196,9 +197,18 @@ class ConnectionRecord(Model):
     token_expires = NumberAttribute(attr_name="tx", null=True)
 
 
+class KeysByProject(GlobalSecondaryIndex):
+    """A project's keys, for the administrators' listing (never a scan)."""
+    class Meta:
+        index_name = "by-project"
+        projection = AllProjection()
+    project = UnicodeAttribute(hash_key=True, attr_name="p")
+
+
 class KeyRecord(Model):
     """An API key (auth/apikey.py): never the key itself, only its HMAC."""
     Meta = _meta("keys_table")
+    by_project = KeysByProject()
     key_id = UnicodeAttribute(hash_key=True, attr_name="i")
     digest = UnicodeAttribute(attr_name="d")  # hex HMAC-SHA256 of the whole key
     project = UnicodeAttribute(attr_name="p")

@@ -16,7 +16,7 @@ allow (§9.3).
 """
 import logging
 
-from chalicelib import auth, clock, signed_urls, throttle
+from chalicelib import auth, clock, parameters, signed_urls, throttle
 from chalicelib.auth import Identity, policy
 from chalicelib.errors import BadRequest, Unauthorized, ZaqarError
 from chalicelib.storage import connections
@@ -97,7 +97,7 @@ def _signed_caller(name, headers, body, settings):
     path = f"/v2/queues/{body.get('queue_name')}/messages"
     if not (name in SIGNED_METHODS
             and all(isinstance(value, str) for value in signature.values())
-            and signed_urls.allows(signature, settings.signed_url_secret_key,
+            and signed_urls.allows(signature, parameters.signed_url_key(settings),
                                    SIGNED_METHODS[name], path, project, clock.now_ms())):
         raise Refused(403, "Not authorized.")
     return Identity(project=project, roles=frozenset())

@@ -21,11 +21,10 @@ import boto3
 import moto
 import pytest
 
-from chalicelib import config, keystone_api, rest
+from chalicelib import config, keystone_api, parameters, rest
 from chalicelib.actions.subscriptions import NOT_CALLERS
 from chalicelib.auth import keystone as keystone_auth
 from chalicelib.notify import delivery, trusts
-from chalicelib.storage import parameters
 from chalicelib.storage.base import Subscription
 from conftest import headers
 from local import keystone as local_keystone
@@ -191,7 +190,7 @@ def relay(keystone):
 def fresh_caches(monkeypatch):
     for name in ("_trustees", "_tokens"):
         monkeypatch.setattr(trusts, name, {})
-    monkeypatch.setattr(parameters, "_values", {})  # the trustee's password
+    monkeypatch.setattr(parameters, "_values", {})  # the trustee's password, from SSM
     monkeypatch.setattr(keystone_auth, "_believed", {})
 
 
