@@ -478,6 +478,8 @@ _TRUSTEE, _SIGNING = "KEYSTONE_TRUSTEE_PASSWORD_PARAMETER", "SIGNED_URL_SECRET_K
 # credential is checked; issuing, listing and revoking by the admin routes.
 _KEY_HMAC = "API_KEY_SECRET_PARAMETER"
 _KEYS_CHECKED = {"KeysTable": (_GET, _UPDATE)}
+# Tables only a stage with that auth mode uses: no role names them otherwise.
+TABLE_MODES = {"KeysTable": {"apikey"}}
 # Zaqar's actions, over REST or a websocket: everything but Scan.
 _ACTIONS_TABLES = {
     "QueuesTable": (_GET, _QUERY, _PUT, _UPDATE, _DELETE),
@@ -584,6 +586,8 @@ def write_policies(resources, settings, stream_roles, access=FUNCTION_ACCESS):
                        "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
                        "Resource": {"Fn::GetAtt": [f"{function_id}LogGroup", "Arn"]}}]
         for table, actions in allowed.tables.items():
+            if TABLE_MODES.get(table, set()) - modes(settings):
+                continue  # the stage never uses it
             if table not in resources:
                 raise PackagingError(f"{function_id} may use {table}, which this stack "
                                      "does not have")

@@ -92,9 +92,14 @@ def test_tables_match_the_models(template, model):
     assert props["KeySchema"] == [
         {"AttributeName": key.attr_name, "KeyType": "HASH" if key.is_hash_key else "RANGE"}
         for key in sorted(keys, key=lambda key: not key.is_hash_key)]
+    schema = model._get_schema()  # what create_table sends: keys, indexes
     assert sorted(props["AttributeDefinitions"], key=str) == sorted(
-        ({"AttributeName": key.attr_name, "AttributeType": key.attr_type} for key in keys),
-        key=str)
+        schema["attribute_definitions"], key=str)
+    assert {key.attr_name for key in keys} <= {
+        definition["AttributeName"] for definition in props["AttributeDefinitions"]}
+    assert props.get("GlobalSecondaryIndexes", []) == [
+        {"IndexName": index["index_name"], "KeySchema": index["key_schema"],
+         "Projection": index["projection"]} for index in schema["global_secondary_indexes"]]
     assert props["BillingMode"] == "PAY_PER_REQUEST"
     assert props["TimeToLiveSpecification"] == {"AttributeName": TTL_ATTRIBUTE, "Enabled": True}
     assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
