@@ -4,9 +4,11 @@ Routes live in blueprints under chalicelib/rest; each one checks the request,
 calls an action (chalicelib/actions) and shapes the answer. The functions
 below the routes run on a schedule or on the messages table's stream.
 """
+import contextlib
+
 from chalice import Chalice, Rate
 
-from chalicelib import clock
+from chalicelib import clock, telemetry
 from chalicelib.auth import gateway
 from chalicelib.config import get_settings
 from chalicelib.notify import retries
@@ -39,6 +41,19 @@ def _settings():
     return settings
 
 
+@contextlib.contextmanager
+def _counted(function, settings):
+    """A run whose counters go out as one EMF line at its end (requests
+    and frames are counted by their transports)."""
+    opened = telemetry.invocation("run", function=function)
+    try:
+        yield
+    finally:
+        telemetry.finish(opened, stage=settings.stage)
+
+
+
+
 @app.lambda_function(name="authorize")
 def authorize(event, context):
     """API Gateway's REQUEST authorizer, in front of every route but the open
@@ -52,15 +67,18 @@ def sweep(event):
     """Delete expired messages and deleted queues' leftovers, a bounded batch
     per run; the next run resumes where this one stopped."""
     remaining = event.context.get_remaining_time_in_millis()
-    sweeper.run(clock.now_ms() + remaining - SWEEP_MARGIN_MS, _settings())
+    settings = _settings()
+    with _counted("sweep", settings):
+        sweeper.run(clock.now_ms() + remaining - SWEEP_MARGIN_MS, settings)
 
 
 @app.on_dynamodb_record(stream_arn=MESSAGES_STREAM_ARN, batch_size=500)
 def count_messages(event):
     """Keep each queue's stats counters from the messages table's changes."""
-    _settings()
-    failed = stats.apply_stream_records(event.to_dict()["Records"])
-    return {"batchItemFailures": [{"itemIdentifier": sequence} for sequence in failed]}
+    with _counted("count_messages", _settings()):
+        failed = stats.apply_stream_records(event.to_dict()["Records"])
+        telemetry.count(telemetry.STREAM_BATCH_FAILURES, len(failed))
+        return {"batchItemFailures": [{"itemIdentifier": sequence} for sequence in failed]}
 
 
 def _deadline_ms(event):
@@ -70,14 +88,20 @@ def _deadline_ms(event):
 @app.on_dynamodb_record(stream_arn=MESSAGES_STREAM_ARN, batch_size=100)
 def notify_subscribers(event):
     """Send new messages to their queues' subscribers (webhooks, mail)."""
-    return notifications.handle(event.to_dict()["Records"], _deadline_ms(event),
-                                _settings())
+    settings = _settings()
+    with _counted("notify_subscribers", settings):
+        answer = notifications.handle(event.to_dict()["Records"], _deadline_ms(event),
+                                      settings)
+        telemetry.count(telemetry.STREAM_BATCH_FAILURES, len(answer["batchItemFailures"]))
+        return answer
 
 
 @app.schedule(Rate(1, unit=Rate.MINUTES))
 def retry_notifications(event):
     """Make the deliveries whose retry fell due, as their policy spaces them."""
-    retries.run(_deadline_ms(event), _settings())
+    settings = _settings()
+    with _counted("retry_notifications", settings):
+        retries.run(_deadline_ms(event), settings)
 
 
 # Zaqar's websocket API on API Gateway's WebSocket API: each handler hands

@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Lowest first. A unit is a package of chalicelib, or a base module.
 LAYERS = [
     {"chalicelib.config", "chalicelib.errors", "chalicelib.clock", "chalicelib.validation",
-     "chalicelib.signed_urls", "chalicelib.keystone_api"},
+     "chalicelib.signed_urls", "chalicelib.keystone_api", "chalicelib.telemetry"},
     {"chalicelib.storage"},
     {"chalicelib.notify"},
     {"chalicelib.actions", "chalicelib.auth"},

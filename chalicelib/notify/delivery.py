@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from chalicelib import clock, keystone_api
+from chalicelib import clock, keystone_api, telemetry
 from chalicelib.notify import payloads, transports, trusts
 from chalicelib.notify import policy as retry_policy
 from chalicelib.storage import subscriptions as store
@@ -72,6 +72,7 @@ def deliver(delivery, settings, call):
         delivery.attempts += 1
         if outcome.delivered:
             return
+        telemetry.count(telemetry.DELIVERIES_FAILED)
         delivery.last_error = outcome.reason
         if not outcome.retryable:
             _give_up(delivery, outcome.reason)

@@ -13,11 +13,10 @@ failure with 503, anything else with a logged 500 that shows no stack trace.
 import functools
 import json
 import logging
-import uuid
 
 from chalice import Response
 
-from chalicelib import auth, clock, signed_urls
+from chalicelib import auth, clock, signed_urls, telemetry
 from chalicelib.auth import Identity, gateway, policy
 from chalicelib.config import get_settings
 from chalicelib.errors import BadRequest, NotAcceptable, NotFound, ZaqarError
@@ -143,6 +142,8 @@ def handle(view, app_getter, rule):
     @functools.wraps(view)
     def wrapper(**path_params):
         request = app_getter().current_request
+        served = _open(request, rule or view.__name__, path_params.get("queue_name"))
+        settings = ctx = None
         try:
             settings = get_settings()
             configure_storage(settings)
@@ -157,12 +158,27 @@ def handle(view, app_getter, rule):
             failure = unexpected(error)
             log.exception("%s on %s %s", failure.title, request.method, request.path)
             response = error_response(failure)
-        return with_request_id(response)
+        return _close(request, served, response, settings, ctx)
     return wrapper
 
 
-def with_request_id(response):
-    response.headers["x-openstack-request-id"] = f"req-{uuid.uuid4()}"
+def _open(request, action, queue=None):
+    """Open the request's invocation (chalicelib/telemetry), its id tied to
+    API Gateway's."""
+    context = request.context or {}
+    return telemetry.invocation(
+        "request", telemetry.request_id_for(context.get("requestId")),
+        method=request.method, path=context.get("path"), route=request.path,
+        action=action, queue=queue, gateway_request_id=context.get("requestId"))
+
+
+def _close(request, served, response, settings=None, ctx=None):
+    """The response with its request id, once the request's line is written."""
+    response.headers["x-openstack-request-id"] = served.request_id
+    telemetry.finish(served, stage=settings.stage if settings else "",
+                     function_request_id=getattr(request.lambda_context,
+                                                 "aws_request_id", None),
+                     status=response.status_code, project=ctx.project if ctx else None)
     return response
 
 
@@ -190,12 +206,16 @@ def add_method_fallbacks(app):
         allow = ", ".join(allowed + ["OPTIONS"])
         missing = [method for method in ALL_METHODS if method not in entries]
 
-        def not_allowed(allow=allow, **_):
-            return with_request_id(
-                respond(405, {"title": "405 Method Not Allowed"}, {"Allow": allow}))
+        def not_allowed(allow=allow, **params):
+            request = app.current_request
+            served = _open(request, "method_not_allowed", params.get("queue_name"))
+            return _close(request, served, respond(
+                405, {"title": "405 Method Not Allowed"}, {"Allow": allow}))
 
-        def options(allow=allow, **_):
-            return with_request_id(respond(200, None, {"Allow": allow}))
+        def options(allow=allow, **params):
+            request = app.current_request
+            served = _open(request, "options", params.get("queue_name"))
+            return _close(request, served, respond(200, None, {"Allow": allow}))
 
         name = path.strip("/").replace("/", "_").replace("{", "").replace("}", "") or "root"
         if missing:
