@@ -1,6 +1,6 @@
 """Imports point one way: app -> transports -> actions and auth -> notify ->
-storage -> the base modules (config, errors, clock, validation, signed_urls,
-keystone_api), with no cycle between modules and no transport importing
+storage -> the base modules (config, errors, clock, validation, schemas,
+signed_urls, keystone_api, telemetry), with no cycle between modules and no transport importing
 another; the actions reach storage through its contract only. Read from the
 source with `ast`, function-level and type-only imports included."""
 import ast
@@ -10,7 +10,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # Lowest first. A unit is a package of chalicelib, or a base module.
 LAYERS = [
     {"chalicelib.config", "chalicelib.errors", "chalicelib.clock", "chalicelib.validation",
-     "chalicelib.signed_urls", "chalicelib.keystone_api", "chalicelib.telemetry"},
+     "chalicelib.schemas", "chalicelib.signed_urls", "chalicelib.keystone_api",
+     "chalicelib.telemetry"},
     {"chalicelib.storage"},
     {"chalicelib.notify"},
     {"chalicelib.actions", "chalicelib.auth"},
