@@ -11,13 +11,10 @@ from chalice import Chalice, Rate
 from chalicelib import clock, telemetry
 from chalicelib.auth import gateway
 from chalicelib.config import get_settings
-from chalicelib.notify import retries
-from chalicelib.notify import stream as notifications
 from chalicelib.rest import add_method_fallbacks, messages, meta, queues, subscriptions
-from chalicelib.storage import stats, sweeper
-from chalicelib.storage.models import configure as configure_storage
-from chalicelib.storage.models import messages_stream_arn
-from chalicelib.websocket import protocol, push
+from chalicelib.storage import configure as configure_storage
+from chalicelib.storage import messages_stream_arn
+from chalicelib.websocket import push
 
 app = Chalice(app_name="zaqar-serverless")
 app.register_blueprint(meta.bp)
@@ -29,6 +26,10 @@ add_method_fallbacks(app)
 # The one setting read at import: Chalice registers event sources (and
 # `chalice package` and the local runner read them) when the app is imported.
 MESSAGES_STREAM_ARN = messages_stream_arn(get_settings())
+
+# `import app` is every function's cold start: the handlers below import
+# what only they use (the stores, with pynamodb and botocore, ~150 ms) when
+# they first run. bench/coldstart.py measures it.
 
 # A sweep stops this long before the Lambda's own deadline.
 SWEEP_MARGIN_MS = 5_000
@@ -66,6 +67,7 @@ def authorize(event, context):
 def sweep(event):
     """Delete expired messages and deleted queues' leftovers, a bounded batch
     per run; the next run resumes where this one stopped."""
+    from chalicelib.storage import sweeper
     remaining = event.context.get_remaining_time_in_millis()
     settings = _settings()
     with _counted("sweep", settings):
@@ -75,6 +77,7 @@ def sweep(event):
 @app.on_dynamodb_record(stream_arn=MESSAGES_STREAM_ARN, batch_size=500)
 def count_messages(event):
     """Keep each queue's stats counters from the messages table's changes."""
+    from chalicelib.storage import stats
     with _counted("count_messages", _settings()):
         failed = stats.apply_stream_records(event.to_dict()["Records"])
         telemetry.count(telemetry.STREAM_BATCH_FAILURES, len(failed))
@@ -88,6 +91,7 @@ def _deadline_ms(event):
 @app.on_dynamodb_record(stream_arn=MESSAGES_STREAM_ARN, batch_size=100)
 def notify_subscribers(event):
     """Send new messages to their queues' subscribers (webhooks, mail)."""
+    from chalicelib.notify import stream as notifications
     settings = _settings()
     with _counted("notify_subscribers", settings):
         answer = notifications.handle(event.to_dict()["Records"], _deadline_ms(event),
@@ -99,6 +103,7 @@ def notify_subscribers(event):
 @app.schedule(Rate(1, unit=Rate.MINUTES))
 def retry_notifications(event):
     """Make the deliveries whose retry fell due, as their policy spaces them."""
+    from chalicelib.notify import retries
     settings = _settings()
     with _counted("retry_notifications", settings):
         retries.run(_deadline_ms(event), settings)
@@ -120,16 +125,19 @@ push.use(app.websocket_api, _aws_session)
 
 @app.on_ws_connect()
 def websocket_connect(event):
+    from chalicelib.websocket import protocol
     _settings()
     protocol.on_connect(event)
 
 
 @app.on_ws_message()
 def websocket_message(event):
+    from chalicelib.websocket import protocol
     protocol.on_message(event, _settings())
 
 
 @app.on_ws_disconnect()
 def websocket_disconnect(event):
+    from chalicelib.websocket import protocol
     _settings()
     protocol.on_disconnect(event)

@@ -172,7 +172,7 @@ class StdoutHandler(logging.StreamHandler):
         super().__init__(sys.stdout)
 
     def emit(self, record):
-        self.setStream(sys.stdout)
+        self.stream = sys.stdout
         super().emit(record)
 
 

@@ -20,8 +20,8 @@ from chalicelib import auth, clock, signed_urls, telemetry
 from chalicelib.auth import Identity, gateway, policy
 from chalicelib.config import get_settings
 from chalicelib.errors import BadRequest, NotAcceptable, NotFound, ZaqarError
+from chalicelib.storage import configure as configure_storage
 from chalicelib.storage.errors import unexpected
-from chalicelib.storage.models import configure as configure_storage
 from chalicelib.validation import check_queue_name, parse_json, request_project
 
 log = logging.getLogger("zaqar.rest")
