@@ -193,7 +193,10 @@ def test_zip_runs_without_the_dev_venv(built, tmp_path):
         [sys.executable, "-I", "-S", "-c", PROBE, str(task), str(runtime)],
         env=environment, cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
+    # The report is the last line; before it, the app's line for each request.
+    *logged, report = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(line["kind"], line["status"]) for line in logged] == [
+        ("request", 300), ("request", 400)]
 
     origins = report["origins"]
     assert origins["botocore"].startswith(str(runtime))

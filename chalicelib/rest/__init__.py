@@ -156,7 +156,8 @@ def handle(view, app_getter, rule):
             response = error_response(error)
         except Exception as error:
             failure = unexpected(error)
-            log.exception("%s on %s %s", failure.title, request.method, request.path)
+            log.exception("%s on %s %s (%s)", failure.title, request.method, request.path,
+                          served.request_id)
             response = error_response(failure)
         return _close(request, served, response, settings, ctx)
     return wrapper
