@@ -6,6 +6,7 @@ import json
 import threading
 
 import pytest
+from test_notifications import Stream, post, subscribe
 from test_websocket import Gateway
 
 import app as app_module
@@ -168,6 +169,21 @@ def test_a_stream_batch_failure_is_counted(app, capsys, monkeypatch):
     [line] = emf_lines(lines(capsys))
     assert metrics_of(line) == {"StreamBatchFailures": 1}
     assert line["function"] == "count_messages"
+
+
+def test_failed_delivery_attempts_count_for_the_stream_call(client, receiver, capsys,
+                                                            monkeypatch):
+    monkeypatch.setenv("WEBHOOK_TIMEOUT", "1")  # within the test client's 3 s
+    receiver.answers = [500, 502, 200]
+    subscribe(client, receiver.url)
+    post(client, "again")
+    capsys.readouterr()
+    records = Stream().new_records()
+    assert client.lambda_.invoke("notify_subscribers", {"Records": records}).payload == {
+        "batchItemFailures": []}
+    [line] = emf_lines(lines(capsys))
+    assert metrics_of(line) == {"DeliveriesFailed": 2}  # made from the pool's threads
+    assert line["function"] == "notify_subscribers"
 
 
 def test_counts_from_worker_threads_add_up_in_one_line(capsys):
