@@ -53,8 +53,6 @@ def _counted(function, settings):
         telemetry.finish(opened, stage=settings.stage)
 
 
-
-
 @app.lambda_function(name="authorize")
 def authorize(event, context):
     """API Gateway's REQUEST authorizer, in front of every route but the open

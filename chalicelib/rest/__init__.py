@@ -9,6 +9,8 @@ the stage's auth mode run here), runs Zaqar's request checks in its order
 Context the actions need, and turns errors
 into `{"title", "description"}` bodies: ZaqarError with its status, a storage
 failure with 503, anything else with a logged 500 that shows no stack trace.
+Every answer carries its x-openstack-request-id, and the request's log line
+and metrics (chalicelib/telemetry.py) are written as it goes.
 """
 import functools
 import json
