@@ -4,18 +4,17 @@ Routes live in blueprints under chalicelib/rest; each one checks the request,
 calls an action (chalicelib/actions) and shapes the answer. The functions
 below the routes run on a schedule or on the messages table's stream.
 """
+import contextlib
+
 from chalice import Chalice, Rate
 
-from chalicelib import clock
+from chalicelib import clock, telemetry
 from chalicelib.auth import gateway
 from chalicelib.config import get_settings
-from chalicelib.notify import retries
-from chalicelib.notify import stream as notifications
 from chalicelib.rest import add_method_fallbacks, keys, messages, meta, queues, subscriptions
-from chalicelib.storage import stats, sweeper
-from chalicelib.storage.models import configure as configure_storage
-from chalicelib.storage.models import messages_stream_arn
-from chalicelib.websocket import protocol, push
+from chalicelib.storage import configure as configure_storage
+from chalicelib.storage import messages_stream_arn
+from chalicelib.websocket import push
 
 app = Chalice(app_name="zaqar-serverless")
 app.register_blueprint(meta.bp)
@@ -29,6 +28,10 @@ add_method_fallbacks(app)
 # `chalice package` and the local runner read them) when the app is imported.
 MESSAGES_STREAM_ARN = messages_stream_arn(get_settings())
 
+# `import app` is every function's cold start: the handlers below import
+# what only they use (the stores, with pynamodb and botocore, ~150 ms) when
+# they first run. bench/coldstart.py measures it.
+
 # A sweep stops this long before the Lambda's own deadline.
 SWEEP_MARGIN_MS = 5_000
 
@@ -38,6 +41,17 @@ def _settings():
     settings = get_settings()
     configure_storage(settings)
     return settings
+
+
+@contextlib.contextmanager
+def _counted(function, settings):
+    """A run whose counters go out as one EMF line at its end (requests
+    and frames are counted by their transports)."""
+    opened = telemetry.invocation("run", function=function)
+    try:
+        yield
+    finally:
+        telemetry.finish(opened, stage=settings.stage)
 
 
 @app.lambda_function(name="authorize")
@@ -52,16 +66,21 @@ def authorize(event, context):
 def sweep(event):
     """Delete expired messages and deleted queues' leftovers, a bounded batch
     per run; the next run resumes where this one stopped."""
+    from chalicelib.storage import sweeper
     remaining = event.context.get_remaining_time_in_millis()
-    sweeper.run(clock.now_ms() + remaining - SWEEP_MARGIN_MS, _settings())
+    settings = _settings()
+    with _counted("sweep", settings):
+        sweeper.run(clock.now_ms() + remaining - SWEEP_MARGIN_MS, settings)
 
 
 @app.on_dynamodb_record(stream_arn=MESSAGES_STREAM_ARN, batch_size=500)
 def count_messages(event):
     """Keep each queue's stats counters from the messages table's changes."""
-    _settings()
-    failed = stats.apply_stream_records(event.to_dict()["Records"])
-    return {"batchItemFailures": [{"itemIdentifier": sequence} for sequence in failed]}
+    from chalicelib.storage import stats
+    with _counted("count_messages", _settings()):
+        failed = stats.apply_stream_records(event.to_dict()["Records"])
+        telemetry.count(telemetry.STREAM_BATCH_FAILURES, len(failed))
+        return {"batchItemFailures": [{"itemIdentifier": sequence} for sequence in failed]}
 
 
 def _deadline_ms(event):
@@ -71,14 +90,22 @@ def _deadline_ms(event):
 @app.on_dynamodb_record(stream_arn=MESSAGES_STREAM_ARN, batch_size=100)
 def notify_subscribers(event):
     """Send new messages to their queues' subscribers (webhooks, mail)."""
-    return notifications.handle(event.to_dict()["Records"], _deadline_ms(event),
-                                _settings())
+    from chalicelib.notify import stream as notifications
+    settings = _settings()
+    with _counted("notify_subscribers", settings):
+        answer = notifications.handle(event.to_dict()["Records"], _deadline_ms(event),
+                                      settings)
+        telemetry.count(telemetry.STREAM_BATCH_FAILURES, len(answer["batchItemFailures"]))
+        return answer
 
 
 @app.schedule(Rate(1, unit=Rate.MINUTES))
 def retry_notifications(event):
     """Make the deliveries whose retry fell due, as their policy spaces them."""
-    retries.run(_deadline_ms(event), _settings())
+    from chalicelib.notify import retries
+    settings = _settings()
+    with _counted("retry_notifications", settings):
+        retries.run(_deadline_ms(event), settings)
 
 
 # Zaqar's websocket API on API Gateway's WebSocket API: each handler hands
@@ -97,16 +124,19 @@ push.use(app.websocket_api, _aws_session)
 
 @app.on_ws_connect()
 def websocket_connect(event):
+    from chalicelib.websocket import protocol
     _settings()
     protocol.on_connect(event)
 
 
 @app.on_ws_message()
 def websocket_message(event):
+    from chalicelib.websocket import protocol
     protocol.on_message(event, _settings())
 
 
 @app.on_ws_disconnect()
 def websocket_disconnect(event):
+    from chalicelib.websocket import protocol
     _settings()
     protocol.on_disconnect(event)

@@ -3,7 +3,7 @@
 The variables are set per stage in `.chalice/config.json` (on Lambda, the
 function's environment). Each invocation builds its Settings once, at its
 entry point, and hands them down; storage is pointed at the tables they name
-there too (storage.models.configure). Nothing reads the environment at
+there too (storage.configure). Nothing reads the environment at
 import, so the Chalice test client, which applies stage variables only while
 a request runs, sees them too. Defaults are Zaqar's.
 """

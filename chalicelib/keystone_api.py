@@ -1,7 +1,8 @@
 """The calls this service makes to Keystone's identity API (v3).
 
 Plain HTTP with the standard library: the Lambda package stays small and
-nothing is imported that a request without a token would not need. Every
+nothing is imported that a request without a token would not need (urllib's
+client, with http.client, email and ssl, on the first call). Every
 failure is one of two types, so no urllib type leaves this module: the
 token (or the credentials) was refused, or Keystone could not be asked.
 """
@@ -10,9 +11,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
-import urllib.error
 import urllib.parse
-import urllib.request
 
 log = logging.getLogger("zaqar.keystone")
 # What Keystone answers a request it will not grant (bad credentials, a
@@ -49,6 +48,8 @@ def _call(method: str, url: str, timeout: float, headers: dict, body: dict | Non
           refused: frozenset = frozenset({401, 404})) -> tuple[dict, dict]:
     """(answer's headers, answer's JSON document); Refused for an answer
     in `refused`."""
+    import urllib.error
+    import urllib.request
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method=method, headers={
         "Accept": "application/json", "Content-Type": "application/json", **headers})

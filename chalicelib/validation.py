@@ -1,7 +1,8 @@
 """Checks that a request is well formed, shared by every transport.
 
-JSON documents are checked against the schemas in `schemas/`. A schema may hold
-two extensions that jsonschema itself ignores:
+JSON documents are checked against the schemas in `schemas/` (the subset of
+JSON Schema that chalicelib/schemas.py checks). A schema may hold two
+extensions that JSON Schema itself ignores:
   * a string "$<setting>" where a number belongs, replaced by that setting's
     value (so limits follow the stage's configuration);
   * "x-error" (or "x-error-<keyword>", which wins for that keyword): the
@@ -17,10 +18,9 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import jsonschema
-
 from chalicelib.config import Settings
 from chalicelib.errors import BadRequest, InvalidBody, InvalidParameter
+from chalicelib.schemas import Schema, shallowest
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 QUEUE_NAME = re.compile(r"[a-zA-Z0-9_\-.]+")  # used with fullmatch: no "\n" at the end
@@ -124,45 +124,33 @@ def parse_json(raw, required=True):
     return document
 
 
-def _resolve(node, values):
+def resolve_placeholders(node, values):
+    """The schema `node` with each "$setting" string replaced by its value."""
     if isinstance(node, dict):
-        return {key: _resolve(value, values) for key, value in node.items()}
+        return {key: resolve_placeholders(value, values) for key, value in node.items()}
     if isinstance(node, list):
-        return [_resolve(value, values) for value in node]
+        return [resolve_placeholders(value, values) for value in node]
     if isinstance(node, str) and node.startswith("$") and node[1:] in values:
         return values[node[1:]]
     return node
 
 
-def _is_integer(checker, instance):
-    # Zaqar checks isinstance(value, int): 60.0 is not an integer there.
-    return isinstance(instance, int) and not isinstance(instance, bool)
-
-
-_Validator = jsonschema.validators.extend(
-    jsonschema.Draft202012Validator,
-    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
-        "integer", _is_integer))
-
-
 @functools.lru_cache(maxsize=64)
-def _validator(name, settings):
+def _schema(name, settings):
     with open(SCHEMA_DIR / f"{name}.json") as schema_file:
-        schema = _resolve(json.load(schema_file), asdict(settings))
-    _Validator.check_schema(schema)
-    return _Validator(schema)
+        return Schema(resolve_placeholders(json.load(schema_file), asdict(settings)))
 
 
-def _describe(error, settings):
+def _describe(failure, settings):
     """The schema's description of a failure ("x-error-<keyword>" or
     "x-error"); besides the settings it may name
     {value} (the failing value) and {key} (the member holding it)."""
-    schema = error.schema if isinstance(error.schema, dict) else {}
-    text = schema.get(f"x-error-{error.validator}", schema.get("x-error"))
+    schema = failure.schema
+    text = schema.get(f"x-error-{failure.keyword}", schema.get("x-error"))
     if not text:
-        return error.message
-    key = error.absolute_path[-1] if error.absolute_path else ""
-    return text.format(value=error.instance, key=key, **asdict(settings))
+        return failure.message
+    key = failure.path[-1] if failure.path else ""
+    return text.format(value=failure.instance, key=key, **asdict(settings))
 
 
 def validate(name, document, settings, error=BadRequest):
@@ -171,19 +159,16 @@ def validate(name, document, settings, error=BadRequest):
     Of several failures the shallowest is reported, so a wrong container type
     is named before anything inside it.
     """
-    errors = sorted(_validator(name, settings).iter_errors(document),
-                    key=lambda failure: (len(failure.absolute_path),
-                                         str(failure.absolute_path)))
-    if errors:
-        raise error(_describe(errors[0], settings), title=_title(errors[0]))
+    failure = shallowest(_schema(name, settings).failures(document))
+    if failure is not None:
+        raise error(_describe(failure, settings), title=_title(failure))
 
 
-def _title(error):
+def _title(failure):
     """The schema's title for a failure ("x-title-<keyword>" or "x-title"), or
     None for the error class's own: Zaqar titles a wrongly shaped body
     "Invalid request body" and a value out of range "Invalid API request"."""
-    schema = error.schema if isinstance(error.schema, dict) else {}
-    return schema.get(f"x-title-{error.validator}", schema.get("x-title"))
+    return failure.schema.get(f"x-title-{failure.keyword}", failure.schema.get("x-title"))
 
 
 # -- headers ----------------------------------------------------------------

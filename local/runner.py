@@ -17,6 +17,7 @@ import os
 import re
 import signal
 import time
+import uuid
 from http import HTTPStatus
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -27,7 +28,7 @@ from chalice.local import ChaliceRequestHandler, create_local_server
 
 from chalicelib import cors, throttle
 from chalicelib.config import get_settings
-from local import dynamodb_local, websocket_server
+from local import dynamodb_local, logs, websocket_server
 from local.stage import PROJECT_DIR, stage_environment
 from local.triggers import start_triggers, stop_triggers
 
@@ -76,6 +77,9 @@ def parse_args(argv=None):
                         help="seconds an HTTP connection may send nothing: a request "
                              "stalled that long is answered 408, an idle keep-alive "
                              "connection is closed")
+    parser.add_argument("--log-format", choices=logs.FORMATS, default="text",
+                        help="text, or the JSON lines a deployed function writes: one "
+                             "per request, with its request id")
     return parser.parse_args(argv)
 
 
@@ -193,8 +197,22 @@ def stage_throttled():
                           int(time.time() * 1000))
 
 
+class GatewayRequestIds:
+    """Chalice local's events, with the request id API Gateway gives each
+    request (the app ties its x-openstack-request-id to it)."""
+
+    def __init__(self, converter):
+        self.converter = converter
+
+    def create_lambda_event(self, **request):
+        event = self.converter.create_lambda_event(**request)
+        event["requestContext"]["requestId"] = str(uuid.uuid4())
+        return event
+
+
 class RequestHandler(ChaliceRequestHandler):
-    """Chalice's request handler, plus one log line per request, and 404
+    """Chalice's request handler, plus one log line per request (the app's,
+    or the runner's own for a request the app never saw), and 404
     `{"title": "404 Not Found"}` for unknown paths where API Gateway (and so
     Chalice local) answers 403 "Missing Authentication Token".
 
@@ -219,8 +237,10 @@ class RequestHandler(ChaliceRequestHandler):
 
     def handle_one_request(self):
         # parse_request starts the clock; a request line too long for it has none.
-        self.started = None
+        self.started = self.status = self.request_id = None
         super().handle_one_request()
+        if self.status is not None and self.request_id is None:
+            self._log_unseen_request()
 
     def parse_request(self):
         self.started = time.monotonic()
@@ -233,6 +253,9 @@ class RequestHandler(ChaliceRequestHandler):
     def _generic_handle(self):
         if self.authorizer is not None:  # as API Gateway runs the stage's
             self.local_gateway._authorizer = self.authorizer
+        if not isinstance(self.local_gateway.event_converter, GatewayRequestIds):
+            self.local_gateway.event_converter = GatewayRequestIds(
+                self.local_gateway.event_converter)
         wait = stage_throttled()
         if wait:
             self._send_http_response(429, {
@@ -314,10 +337,22 @@ class RequestHandler(ChaliceRequestHandler):
         self._send_http_response(code, {"Content-Type": "application/json",
                                         "Connection": "close"}, body)
 
+    def _send_headers(self, headers):
+        # The app's answers carry its request id: the app logged them.
+        self.request_id = headers.get("x-openstack-request-id")
+        super()._send_headers(headers)
+
     def log_request(self, code="-", size="-"):
-        elapsed = "-" if self.started is None else \
-            f"{(time.monotonic() - self.started) * 1000:.1f} ms"
-        log.info("%s %s %s", self.requestline or "-", int(code), elapsed)
+        self.status = int(code)  # logged once the answer is sent
+
+    def _log_unseen_request(self):
+        latency = None if self.started is None else \
+            round((time.monotonic() - self.started) * 1000, 1)
+        document = {"level": "INFO", "logger": log.name, "kind": "gateway",
+                    "message": f"{self.requestline or '-'} {self.status}",
+                    "method": getattr(self, "command", None), "path": getattr(self, "path", None),
+                    "status": self.status, "latency_ms": latency}
+        log.info(document["message"], extra={"document": document})
 
     def log_message(self, format, *args):
         log.warning("%s: %s", self.address_string(), format % args)
@@ -385,7 +420,7 @@ def shift_clock(clock_file):
 
 def main(argv=None):
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logs.configure(args.log_format)
     for chatty in ("botocore", "pynamodb"):  # credential and settings notices
         logging.getLogger(chatty).setLevel(logging.WARNING)
     # SIGTERM (from CI, a test fixture, a process manager) stops like Ctrl-C.

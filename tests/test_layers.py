@@ -1,6 +1,6 @@
 """Imports point one way: app -> transports -> actions and auth -> notify ->
-storage -> the base modules (config, errors, clock, validation, signed_urls,
-keystone_api), with no cycle between modules and no transport importing
+storage -> the base modules (config, errors, clock, validation, schemas,
+signed_urls, keystone_api, telemetry), with no cycle between modules and no transport importing
 another; the actions reach storage through its contract only. Read from the
 source with `ast`, function-level and type-only imports included."""
 import ast
@@ -10,8 +10,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # Lowest first. A unit is a package of chalicelib, or a base module.
 LAYERS = [
     {"chalicelib.config", "chalicelib.errors", "chalicelib.clock", "chalicelib.validation",
-     "chalicelib.signed_urls", "chalicelib.keystone_api", "chalicelib.cors",
-     "chalicelib.throttle"},
+     "chalicelib.schemas", "chalicelib.signed_urls", "chalicelib.keystone_api",
+     "chalicelib.cors", "chalicelib.throttle", "chalicelib.telemetry", "chalicelib.parameters"},
     {"chalicelib.storage"},
     {"chalicelib.notify"},
     {"chalicelib.actions", "chalicelib.auth"},
@@ -21,8 +21,9 @@ LAYERS = [
 # Only storage speaks DynamoDB (pynamodb); besides it, notify (mail) and app
 # (the websocket API's session) use AWS; transports and actions no AWS SDK.
 SDK_ALLOWED = {"pynamodb": {"chalicelib.storage"},
-               "boto3": {"chalicelib.storage", "chalicelib.notify", "app"},
-               "botocore": {"chalicelib.storage", "chalicelib.notify", "app"}}
+               "boto3": {"chalicelib.storage", "chalicelib.notify", "chalicelib.parameters", "app"},
+               "botocore": {"chalicelib.storage", "chalicelib.notify", "chalicelib.parameters",
+                            "app"}}
 SDK_ROOTS = set(SDK_ALLOWED)
 # What the actions may import of storage: the contract, its errors and the
 # entry that builds the driver from settings; never a store's module.

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from chalicelib.storage.dynamodb import driver
-
 if TYPE_CHECKING:
     from chalicelib.storage.base import Driver
     from chalicelib.validation import Context
@@ -14,4 +12,7 @@ if TYPE_CHECKING:
 
 def storage(ctx: Context) -> Driver:
     """The stores the caller's settings name: the actions' one way to storage."""
+    # Imported on first use: the stores' pynamodb and botocore cost ~150 ms of
+    # every function's cold start (bench/coldstart.py), needed or not.
+    from chalicelib.storage.dynamodb import driver
     return driver(ctx.settings)

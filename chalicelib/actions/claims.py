@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from chalicelib import telemetry
 from chalicelib.actions import storage
 from chalicelib.actions.messages import on_queue
 from chalicelib.errors import InvalidBody, NotFound
@@ -37,7 +38,9 @@ def create(ctx: Context, queue_name: str, document: object = None,
             ttl=document.get("ttl", settings.default_claim_ttl),
             grace=document.get("grace", settings.default_claim_grace), limit=limit,
             dead_letter=dead_letter_of(ctx, facts.metadata), version=facts.version)
-    return on_queue(ctx, queue_name, claim_on)
+    claim_id, taken = on_queue(ctx, queue_name, claim_on)
+    telemetry.count(telemetry.MESSAGES_CLAIMED, len(taken))
+    return claim_id, taken
 
 
 def dead_letter_of(ctx: Context, metadata: dict) -> DeadLetter | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+from chalicelib import telemetry
 from chalicelib.actions import quotas, storage
 from chalicelib.errors import BadRequest, Forbidden, NotFound
 from chalicelib.storage.errors import (
@@ -115,7 +116,9 @@ def post(ctx: Context, queue_name: str, document: object,
         return storage(ctx).messages.post(ctx.project, queue_name, batch, ctx.client_id,
                                           enable_checksum=settings.enable_checksum,
                                           version=version)
-    return on_queue(ctx, queue_name, post_on)
+    ids = on_queue(ctx, queue_name, post_on)
+    telemetry.count(telemetry.MESSAGES_POSTED, len(ids))
+    return ids
 
 
 def list_messages(ctx: Context, queue_name: str, marker: str | None = None,
@@ -180,6 +183,7 @@ def delete(ctx: Context, queue_name: str, message_id: str,
     except ClaimedByAnother:
         raise Forbidden("This message is claimed; it cannot be deleted without "
                         "a valid claim ID.", title="Unable to delete")
+    telemetry.count(telemetry.MESSAGES_DELETED)
 
 
 def delete_many(ctx: Context, queue_name: str, message_ids: list[str],
@@ -193,6 +197,8 @@ def delete_many(ctx: Context, queue_name: str, message_ids: list[str],
         raise BadRequest("The request should have claim_ids parameter when "
                          "message_delete_with_claim_id is enabled.")
     storage(ctx).messages.delete_many(ctx.project, queue_name, message_ids)
+    # As asked: storage skips unknown ids without telling which.
+    telemetry.count(telemetry.MESSAGES_DELETED, len(message_ids))
 
 
 def delete_or_pop(ctx: Context, queue_name: str, ids: list[str] | None = None,
@@ -225,4 +231,6 @@ def pop_messages(ctx: Context, queue_name: str, count: int) -> list[Message]:
             return []
         return storage(ctx).claims.pop(ctx.project, queue_name, facts.floor, count,
                                        version=facts.version)
-    return on_queue(ctx, queue_name, pop_on)
+    popped = on_queue(ctx, queue_name, pop_on)
+    telemetry.count(telemetry.MESSAGES_DELETED, len(popped))
+    return popped

@@ -7,16 +7,21 @@ makes when it falls due. A delivery that fails for good, or uses up its
 retries, is recorded on its subscription (failure count and last error,
 shown by GET): none is dropped silently.
 """
+from __future__ import annotations
+
 import logging
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from chalicelib import clock, keystone_api, parameters
+from chalicelib import clock, keystone_api, parameters, telemetry
 from chalicelib.errors import ServiceUnavailable
 from chalicelib.notify import payloads, transports, trusts
 from chalicelib.notify import policy as retry_policy
-from chalicelib.storage import subscriptions as store
+
+if TYPE_CHECKING:
+    from chalicelib.storage.base import Subscription
 
 log = logging.getLogger("zaqar.notify")
 MARGIN_MS = 1000  # left free after the last attempt a call starts
@@ -31,7 +36,7 @@ def add_transport(scheme, deliver):
 
 @dataclass
 class Delivery:
-    subscription: store.Subscription
+    subscription: Subscription
     payload: dict
     policy: dict  # the retry policy that applies, defaults filled in
     attempts: int = 0  # made so far
@@ -73,6 +78,7 @@ def deliver(delivery, settings, call):
         delivery.attempts += 1
         if outcome.delivered:
             return
+        telemetry.count(telemetry.DELIVERIES_FAILED)
         delivery.last_error = outcome.reason
         if not outcome.retryable:
             _give_up(delivery, outcome.reason)
@@ -131,10 +137,14 @@ def _give_up(delivery, description):
     subscription = delivery.subscription
     log.warning("delivery to subscription %s of %s failed: %s", subscription.id,
                 subscription.queue, description)
+    from chalicelib.storage import subscriptions as store  # see _save
     store.record_failure(subscription.queue, subscription.id, description)
 
 
 def _save(delivery, due):
+    # On first use: the API imports this module for confirmations, and the
+    # store's pynamodb costs ~150 ms of a cold start.
+    from chalicelib.storage import subscriptions as store
     store.save_pending(delivery.subscription.queue, delivery.subscription.id,
                        delivery.payload, delivery.policy, delivery.attempts,
                        delivery.last_error, due)

@@ -5,6 +5,7 @@ keeps going while deliveries fall due before its time is up, sleeping until
 the next one, so delays shorter than a minute are kept as the policy says
 for as long as a run lasts; deliveries due later wait for a later run.
 """
+import contextvars
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -35,7 +36,8 @@ def run(deadline_ms, settings, sleep=time.sleep):
         with ThreadPoolExecutor(settings.max_notifier_workers,
                                 thread_name_prefix="notify-retry") as pool:
             for item in due:
-                pool.submit(_attempt, item, settings, call)
+                # In a copy of this context each: failures count for this run.
+                pool.submit(contextvars.copy_context().run, _attempt, item, settings, call)
 
 
 def _attempt(item, settings, call):

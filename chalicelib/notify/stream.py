@@ -14,6 +14,7 @@ which Lambda retries from the earliest on, a bounded number of times. The
 records after one that failed are delivered again then: delivery is at
 least once.
 """
+import contextvars
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
@@ -86,7 +87,9 @@ def handle(records, deadline_ms, settings):
         call = Call(deadline_ms)
         with ThreadPoolExecutor(settings.max_notifier_workers,
                                 thread_name_prefix="notify-stream") as pool:
-            running = [(sequence, pool.submit(deliver, delivery, settings, call))
+            # In a copy of this context each: their failures count for this call.
+            running = [(sequence, pool.submit(contextvars.copy_context().run, deliver,
+                                              delivery, settings, call))
                        for sequence, delivery in deliveries]
         for sequence, future in running:
             if future.exception() is not None:

@@ -5,16 +5,9 @@ and the answers 408, 429 and 5xx (Zaqar gave up on a 5xx; the contract says
 to retry). Not worth one: a refused target, or any other answer.
 """
 import functools
-import http.client
-import socket
-import ssl
 import threading
 from dataclasses import dataclass
 from urllib.parse import urlsplit
-
-import boto3
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.notify import targets
 
@@ -33,36 +26,43 @@ class Outcome:
 DELIVERED = Outcome(True)
 
 
-class _PinnedHTTPConnection(http.client.HTTPConnection):
-    """Connects to an address checked beforehand; the URL's host still goes
-    in the Host header."""
+@functools.cache
+def _connections():
+    """{scheme: connection class}, made on the first webhook: http.client
+    brings email and ssl, ~20 ms of every cold start, webhook or none."""
+    import http.client
+    import socket
+    import ssl
 
-    def __init__(self, host, port, address, timeout):
-        super().__init__(host, port, timeout=timeout)
-        self.address = address
+    class PinnedHTTPConnection(http.client.HTTPConnection):
+        """Connects to an address checked beforehand; the URL's host still
+        goes in the Host header."""
 
-    def connect(self):
-        self.sock = socket.create_connection((self.address, self.port), self.timeout)
+        def __init__(self, host, port, address, timeout):
+            super().__init__(host, port, timeout=timeout)
+            self.address = address
 
+        def connect(self):
+            self.sock = socket.create_connection((self.address, self.port), self.timeout)
 
-class _PinnedHTTPSConnection(http.client.HTTPSConnection):
-    """As above, over TLS: the certificate is checked against the host name."""
+    class PinnedHTTPSConnection(http.client.HTTPSConnection):
+        """As above, over TLS: the certificate is checked against the host name."""
 
-    def __init__(self, host, port, address, timeout):
-        self.tls = ssl.create_default_context()
-        super().__init__(host, port, timeout=timeout, context=self.tls)
-        self.address = address
+        def __init__(self, host, port, address, timeout):
+            self.tls = ssl.create_default_context()
+            super().__init__(host, port, timeout=timeout, context=self.tls)
+            self.address = address
 
-    def connect(self):
-        sock = socket.create_connection((self.address, self.port), self.timeout)
-        self.sock = self.tls.wrap_socket(sock, server_hostname=self.host)
+        def connect(self):
+            sock = socket.create_connection((self.address, self.port), self.timeout)
+            self.sock = self.tls.wrap_socket(sock, server_hostname=self.host)
 
-
-CONNECTIONS = {"http": _PinnedHTTPConnection, "https": _PinnedHTTPSConnection}
+    return {"http": PinnedHTTPConnection, "https": PinnedHTTPSConnection}
 
 
 def post(url, headers, body, settings):
     """POST `body` to the webhook `url`, without following redirects."""
+    import http.client  # see _connections
     parts = urlsplit(url)
     host, port = targets.host_and_port(url)
     try:
@@ -71,8 +71,8 @@ def post(url, headers, body, settings):
         return Outcome(False, reason=str(refused))
     except targets.UnresolvedTarget as unresolved:
         return Outcome(False, retryable=True, reason=str(unresolved))
-    connection = CONNECTIONS[parts.scheme.lower()](host, port, address,
-                                                   settings.webhook_timeout)
+    connection = _connections()[parts.scheme.lower()](host, port, address,
+                                                      settings.webhook_timeout)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     try:
         connection.request("POST", path, body=body, headers=headers)
@@ -94,6 +94,9 @@ _ses_lock = threading.Lock()
 
 @functools.lru_cache(maxsize=4)
 def _new_ses(region, timeout):
+    # boto3 on first use only: ~150 ms of every cold start, mail or none.
+    import boto3
+    from botocore.config import Config
     # Bounded like a webhook attempt, and tried once: the retry policy retries.
     config = Config(connect_timeout=timeout, read_timeout=timeout,
                     retries={"total_max_attempts": 1})
@@ -108,6 +111,7 @@ def _ses(settings):
 
 
 def send_mail(sender, address, subject, text, settings):
+    from botocore.exceptions import BotoCoreError, ClientError
     try:
         _ses(settings).send_email(
             Source=sender, Destination={"ToAddresses": [address]},

@@ -9,20 +9,21 @@ the stage's auth mode run here), runs Zaqar's request checks in its order
 Context the actions need, and turns errors
 into `{"title", "description"}` bodies: ZaqarError with its status, a storage
 failure with 503, anything else with a logged 500 that shows no stack trace.
+Every answer carries its x-openstack-request-id, and the request's log line
+and metrics (chalicelib/telemetry.py) are written as it goes.
 """
 import functools
 import json
 import logging
-import uuid
 
 from chalice import Response
 
-from chalicelib import auth, clock, cors, parameters, signed_urls, throttle
+from chalicelib import auth, clock, cors, parameters, signed_urls, telemetry, throttle
 from chalicelib.auth import Identity, gateway, policy
 from chalicelib.config import get_settings
 from chalicelib.errors import BadRequest, NotAcceptable, NotFound, ZaqarError
+from chalicelib.storage import configure as configure_storage
 from chalicelib.storage.errors import unexpected
-from chalicelib.storage.models import configure as configure_storage
 from chalicelib.validation import check_queue_name, parse_json, request_project
 
 log = logging.getLogger("zaqar.rest")
@@ -144,6 +145,8 @@ def handle(view, app_getter, rule):
     @functools.wraps(view)
     def wrapper(**path_params):
         request = app_getter().current_request
+        served = _open(request, rule or view.__name__, path_params.get("queue_name"))
+        settings = ctx = None
         try:
             settings = get_settings()
             configure_storage(settings)
@@ -156,14 +159,30 @@ def handle(view, app_getter, rule):
             response = error_response(error)
         except Exception as error:
             failure = unexpected(error)
-            log.exception("%s on %s %s", failure.title, request.method, request.path)
+            log.exception("%s on %s %s (%s)", failure.title, request.method, request.path,
+                          served.request_id)
             response = error_response(failure)
-        return with_request_id(with_cors(response, request))
+        return _close(request, served, with_cors(response, request), settings, ctx)
     return wrapper
 
 
-def with_request_id(response):
-    response.headers["x-openstack-request-id"] = f"req-{uuid.uuid4()}"
+def _open(request, action, queue=None):
+    """Open the request's invocation (chalicelib/telemetry), its id tied to
+    API Gateway's."""
+    context = request.context or {}
+    return telemetry.invocation(
+        "request", telemetry.request_id_for(context.get("requestId")),
+        method=request.method, path=context.get("path"), route=request.path,
+        action=action, queue=queue, gateway_request_id=context.get("requestId"))
+
+
+def _close(request, served, response, settings=None, ctx=None):
+    """The response with its request id, once the request's line is written."""
+    response.headers["x-openstack-request-id"] = served.request_id
+    telemetry.finish(served, stage=settings.stage if settings else "",
+                     function_request_id=getattr(request.lambda_context,
+                                                 "aws_request_id", None),
+                     status=response.status_code, project=ctx.project if ctx else None)
     return response
 
 
@@ -220,14 +239,17 @@ def add_method_fallbacks(app):
         allow = ", ".join(allowed + ["OPTIONS"])
         missing = [method for method in ALL_METHODS if method not in entries]
 
-        def not_allowed(allow=allow, **_):
-            return with_request_id(with_cors(
-                respond(405, {"title": "405 Method Not Allowed"}, {"Allow": allow}),
-                app.current_request))
+        def not_allowed(allow=allow, **params):
+            request = app.current_request
+            served = _open(request, "method_not_allowed", params.get("queue_name"))
+            return _close(request, served, with_cors(respond(
+                405, {"title": "405 Method Not Allowed"}, {"Allow": allow}), request))
 
-        def options(allow=allow, allowed=allowed, **_):
-            headers = {"Allow": allow, **_options_headers(app.current_request, allowed)}
-            return with_request_id(respond(200, None, headers))
+        def options(allow=allow, allowed=allowed, **params):
+            request = app.current_request
+            served = _open(request, "options", params.get("queue_name"))
+            headers = {"Allow": allow, **_options_headers(request, allowed)}
+            return _close(request, served, respond(200, None, headers))
 
         name = path.strip("/").replace("/", "_").replace("{", "").replace("}", "") or "root"
         if missing:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from chalicelib.auth import gateway
 from chalicelib.rest import JSON, add_method_fallbacks
-from chalicelib.validation import PROJECT_ID_MAX, QUEUE_NAME_MAX, SCHEMA_DIR, _resolve
+from chalicelib.validation import PROJECT_ID_MAX, QUEUE_NAME_MAX, SCHEMA_DIR, resolve_placeholders
 
 if TYPE_CHECKING:
     from chalicelib.config import Settings
@@ -294,7 +294,7 @@ class _Schemas:
         if name not in self.components:
             self.components[name] = {}  # taken, while its own references load
             with open(SCHEMA_DIR / relative) as schema_file:
-                schema = _resolve(json.load(schema_file), self.values)
+                schema = resolve_placeholders(json.load(schema_file), self.values)
             base = posixpath.dirname(relative)
             for key, value in schema.pop("$defs", {}).items():
                 self.components[f"{name}.{key}"] = self._rewrite(value, name, base)

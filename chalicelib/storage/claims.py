@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING
 from pynamodb.exceptions import DeleteError, DoesNotExist, TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
-from chalicelib import clock
+from chalicelib import clock, telemetry
 from chalicelib.storage import queues as queue_store
 from chalicelib.storage.base import DeadLetter
 from chalicelib.storage.errors import ClaimedByAnother, ClaimNotFound, MessageNotClaimed
@@ -283,7 +283,9 @@ class Claimer:
         self.tried.add(position_of(record.message_id))
         if (self.dead_letter is not None
                 and (record.claim_count or 0) >= self.dead_letter.max_claims):
-            return move_to_dead_letter(record, self.dead_letter, self.now)
+            moved = move_to_dead_letter(record, self.dead_letter, self.now)
+            telemetry.count(telemetry.MESSAGES_DEAD_LETTERED, int(moved))
+            return moved
         actions = _hold(record, self.claim_id, self.expires, self.grace, self.ttl)
         if self.counted:
             actions.append(
@@ -593,6 +595,7 @@ def _claim(claimer):
             break
     seen_from, seen_to = _cursor_move(claimer.seen, max(state.cursor or 0, claimer.floor))
     contended = others or claimer.lost > 0
+    telemetry.count(telemetry.CLAIM_RACES_LOST, claimer.lost)
     _set_hints(claimer.pq, state, claimer.floor, checked, cursor=seen_to,
                seen_from=seen_from, contended_at=claimer.now if contended else None,
                abandoned=claimer.abandoned)

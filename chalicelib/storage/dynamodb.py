@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING
 
 from chalicelib.storage import (
     claims,
+    configure,
     connections,
     keys,
     listing,
     messages,
-    models,
     queues,
     stats,
     subscriptions,
@@ -37,5 +37,5 @@ def driver(settings: Settings) -> Driver:
     """The driver for the tables, region and endpoint `settings` name."""
     # A comparison while the settings stay where they were: a warm Lambda
     # keeps its driver and its connections.
-    models.configure(settings)
+    configure(settings)
     return _DRIVER

@@ -22,7 +22,7 @@ from chalicelib import clock
 from chalicelib.errors import ServiceUnavailable
 from chalicelib.storage import queues as queue_store
 from chalicelib.storage.base import Message, Posted
-from chalicelib.storage.errors import BACKEND_FAILURES, StaleQueue
+from chalicelib.storage.errors import StaleQueue, is_backend_failure
 from chalicelib.storage.models import (
     CLAIM_PREFIX,
     MESSAGE_PREFIX,
@@ -349,9 +349,9 @@ def scan(pq: str, start: int, consistent: bool = False, page_size: int = 50,
                 start = position_of(record.message_id) + 1
                 yield record
             return
-        except BACKEND_FAILURES as exc:
+        except Exception as exc:
             failures += 1
-            if not is_transient(exc):
+            if not (is_backend_failure(exc) and is_transient(exc)):
                 raise
             if failures >= ATTEMPTS:
                 raise ServiceUnavailable()

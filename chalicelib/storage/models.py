@@ -1,8 +1,8 @@
 """The DynamoDB data model (see docs/data-model.md for the why).
 
 Where the tables are (names, region, endpoint) comes from each invocation's
-settings: `configure(settings)` points every model at them, at the entry
-points (app.py's handlers, the transports).
+settings: `storage.configure(settings)`, at the entry points (app.py's
+handlers, the transports), has `configure` point every model at them.
 
 Attribute names are short on purpose: DynamoDB bills item size, names included,
 and a message should stay under 1 KB of overhead-free write units.
@@ -17,6 +17,8 @@ from pynamodb.attributes import (
 )
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
+
+from chalicelib import storage
 
 MAX_POOL_CONNECTIONS = 64
 
@@ -241,9 +243,10 @@ _configured = None
 
 
 def configure(settings):
-    """Point every model at the tables, region and endpoint `settings` name.
-    Each invocation calls it with its settings; while they stay the same it
-    changes nothing, so a warm Lambda keeps its connections."""
+    """Point every model at the tables, region and endpoint `settings` name,
+    as storage.configure asks (each invocation, with its settings); while
+    they stay the same it changes nothing, so a warm Lambda keeps its
+    connections."""
     global _configured
     where = (settings.aws_region, settings.dynamodb_endpoint or None,
              settings.queues_table, settings.messages_table,
@@ -259,10 +262,4 @@ def configure(settings):
     _configured = where
 
 
-def messages_stream_arn(settings):
-    """The stream the app's stream handlers read. Chalice takes it when the
-    app is imported, and freezes it at package time; infra/package.py swaps
-    it for the stack's table stream, and the local runner for the local
-    table's stream."""
-    return (f"arn:aws:dynamodb:{settings.aws_region}:000000000000:"
-            f"table/{settings.messages_table}/stream/latest")
+storage.follow(configure)

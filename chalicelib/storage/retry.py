@@ -10,7 +10,7 @@ import time
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.errors import ServiceUnavailable
-from chalicelib.storage.errors import BACKEND_FAILURES
+from chalicelib.storage.errors import is_backend_failure
 
 TRANSIENT_CODES = frozenset({
     "ProvisionedThroughputExceededException",
@@ -48,8 +48,8 @@ def retrying(operation, *args, **kwargs):
     for attempt in range(ATTEMPTS):
         try:
             return operation(*args, **kwargs)
-        except BACKEND_FAILURES as exc:
-            if not is_transient(exc):
+        except Exception as exc:
+            if not (is_backend_failure(exc) and is_transient(exc)):
                 raise
         if attempt + 1 < ATTEMPTS:
             time.sleep(backoff(attempt))

@@ -16,7 +16,7 @@ allow (§9.3).
 """
 import logging
 
-from chalicelib import auth, clock, parameters, signed_urls, throttle
+from chalicelib import auth, clock, parameters, signed_urls, telemetry, throttle
 from chalicelib.auth import Identity, policy
 from chalicelib.errors import BadRequest, Unauthorized, ZaqarError
 from chalicelib.storage import connections
@@ -50,11 +50,23 @@ class Refused(Exception):
 
 
 def on_message(event, settings):
-    data, binary = frames.read_event(event.to_dict())
+    raw = event.to_dict()
+    gateway_request_id = raw.get("requestContext", {}).get("requestId")
+    served = telemetry.invocation("frame", telemetry.request_id_for(gateway_request_id),
+                                  connection_id=event.connection_id,
+                                  gateway_request_id=gateway_request_id)
+    data, binary = frames.read_event(raw)
     request, status, body = answer(event, data, binary, settings)
     push.send(event.connection_id, frames.encode_answer(request, status, body, binary))
     if body is EXPIRED:
         push.close(event.connection_id)
+    name = request.get("action")
+    action = ACTIONS.get(name, (None, None))[1] if isinstance(name, str) else None
+    queue = request["body"].get("queue_name") if isinstance(request["body"], dict) else None
+    telemetry.finish(served, stage=settings.stage,
+                     function_request_id=getattr(event.context, "aws_request_id", None),
+                     status=status, frame_action=name, action=action or name,
+                     queue=queue if isinstance(queue, str) else None)
 
 
 def _error_body(error):
@@ -142,6 +154,7 @@ def answer(event, data, binary, settings):
             return (request, *_authenticate(event.connection_id, headers, settings))
         identity = _caller(event.connection_id, name, headers, body, settings)
         ctx = auth.context_for(headers, identity, settings)
+        telemetry.note(project=ctx.project)
         if (settings.auth_strategy == "noauth"
                 and not connections.bind(event.connection_id, ctx.project)):
             # Zaqar 23.0.1's answer to a frame for another project.

@@ -14,8 +14,6 @@ from chalice.app import WebsocketDisconnectedError
 from chalicelib.actions.messages import load_queue
 from chalicelib.notify import delivery
 from chalicelib.notify.transports import DELIVERED, Outcome
-from chalicelib.storage import connections
-from chalicelib.storage import subscriptions as subscription_store
 from chalicelib.validation import check_queue_name, validate
 from chalicelib.websocket import frames
 
@@ -37,6 +35,13 @@ def use(websocket_api, new_session):
     delivery.add_transport(SCHEME, deliver)
 
 
+def _connections():
+    # The stores on first use: app.py registers this module at import, for
+    # every function, and their pynamodb costs ~150 ms of a cold start.
+    from chalicelib.storage import connections
+    return connections
+
+
 def _api():
     if _websocket_api.session is None:
         _websocket_api.session = _new_session()
@@ -49,7 +54,7 @@ def send(connection_id, data):
     try:
         _api().send(connection_id, data)
     except WebsocketDisconnectedError:
-        connections.forget(connection_id)
+        _connections().forget(connection_id)
         return False
     return True
 
@@ -60,7 +65,7 @@ def close(connection_id):
         _api().close(connection_id)
     except WebsocketDisconnectedError:
         pass
-    connections.forget(connection_id)
+    _connections().forget(connection_id)
 
 
 def subscriber(domain_name, stage, connection_id, binary):
@@ -84,13 +89,14 @@ def subscribe(ctx, queue_name, connection_subscriber, document):
     check_queue_name(queue_name)
     validate("subscription_fields", document, ctx.settings)
     load_queue(ctx, queue_name, create=True)
+    from chalicelib.storage import subscriptions as subscription_store  # see _connections
     subscription, created = subscription_store.create(
         ctx.project, queue_name, connection_subscriber,
         document.get("ttl", ctx.settings.default_subscription_ttl),
         document.get("options") or {})
     if created:
         _, _, connection_id, _ = parse(connection_subscriber)
-        connections.remember_subscription(connection_id, queue_name, subscription.id)
+        _connections().remember_subscription(connection_id, queue_name, subscription.id)
     return subscription.id, created
 
 
