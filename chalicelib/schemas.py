@@ -52,6 +52,20 @@ def _equal(one, two):
     return one == two
 
 
+def _identity(value):
+    """What JSON equality (_equal) compares, as a hashable value: so that
+    uniqueItems takes one pass over a list, however long."""
+    if isinstance(value, bool) or value is None:
+        return ("literal", value)
+    if isinstance(value, numbers.Number):
+        return ("number", value)  # 1 and 1.0 hash alike and are equal
+    if isinstance(value, list):
+        return ("array", tuple(map(_identity, value)))
+    if isinstance(value, dict):
+        return ("object", frozenset((key, _identity(item)) for key, item in value.items()))
+    return ("string", value)
+
+
 class Schema:
     """One schema document, checked once: `failures(document)` lists where
     the document fails, in jsonschema's order."""
@@ -77,7 +91,8 @@ class Schema:
             elif keyword in ("properties", "$defs"):
                 for subschema in value.values():
                     self._check(subschema)
-            elif keyword in ("items", "if", "then"):
+            elif keyword in ("items", "if", "then") or (
+                    keyword == "additionalProperties" and not isinstance(value, bool)):
                 self._check(value)
             elif keyword == "allOf":
                 for subschema in value:
@@ -86,7 +101,8 @@ class Schema:
                 self._target(value)
             elif keyword == "pattern":
                 re.compile(value)
-            elif keyword in ("minimum", "maximum", "minItems", "maxItems"):
+            elif keyword in ("minimum", "maximum", "minItems", "maxItems", "minLength",
+                             "maxLength"):
                 if not TYPES["number"](value):
                     raise ValueError(f"{keyword} must be a number, not {value!r}")
 
@@ -144,6 +160,35 @@ class Schema:
             words = "is expected to be empty" if most == 0 else "is too long"
             yield Failure("maxItems", schema, instance, path, f"{instance!r} {words}")
 
+    def _unique_items(self, unique, instance, schema, path):
+        if unique and isinstance(instance, list) and (
+                len({_identity(item) for item in instance}) < len(instance)):
+            yield Failure("uniqueItems", schema, instance, path,
+                          f"{instance!r} has non-unique elements")
+
+    def _min_length(self, least, instance, schema, path):
+        if isinstance(instance, str) and len(instance) < least:
+            words = "should be non-empty" if least == 1 else "is too short"
+            yield Failure("minLength", schema, instance, path, f"{instance!r} {words}")
+
+    def _max_length(self, most, instance, schema, path):
+        if isinstance(instance, str) and len(instance) > most:
+            words = "is expected to be empty" if most == 0 else "is too long"
+            yield Failure("maxLength", schema, instance, path, f"{instance!r} {words}")
+
+    def _additional_properties(self, allowed, instance, schema, path):
+        if not isinstance(instance, dict):
+            return
+        extras = [name for name in instance if name not in schema.get("properties", {})]
+        if isinstance(allowed, dict):
+            for name in extras:
+                yield from self._failures(allowed, instance[name], (*path, name))
+        elif not allowed and extras:
+            verb = "was" if len(extras) == 1 else "were"
+            names = ", ".join(repr(name) for name in sorted(extras, key=str))
+            yield Failure("additionalProperties", schema, instance, path,
+                          f"Additional properties are not allowed ({names} {verb} unexpected)")
+
     def _minimum(self, least, instance, schema, path):
         if TYPES["number"](instance) and instance < least:
             yield Failure("minimum", schema, instance, path,
@@ -186,7 +231,8 @@ class Schema:
               "items": _items, "minItems": _min_items, "maxItems": _max_items,
               "minimum": _minimum, "maximum": _maximum, "enum": _enum, "const": _const,
               "pattern": _pattern, "allOf": _all_of, "if": _if, "then": _then,
-              "$ref": _ref}
+              "$ref": _ref, "uniqueItems": _unique_items, "minLength": _min_length,
+              "maxLength": _max_length, "additionalProperties": _additional_properties}
 
 
 def shallowest(failures):

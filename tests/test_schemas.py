@@ -33,7 +33,7 @@ _Reference = jsonschema.validators.extend(
 @functools.lru_cache
 def _reference_validator(name, stage):
     with open(validation.SCHEMA_DIR / f"{name}.json") as schema_file:
-        schema = validation._resolve(json.load(schema_file), dataclasses.asdict(stage))
+        schema = validation.resolve_placeholders(json.load(schema_file), dataclasses.asdict(stage))
     _Reference.check_schema(schema)
     return _Reference(schema)
 
@@ -87,7 +87,7 @@ def documents(name, stage):
     """JSON documents shaped by the schema: objects keyed by its names, its
     literals and their neighbours, and any other JSON value."""
     with open(validation.SCHEMA_DIR / f"{name}.json") as schema_file:
-        schema = validation._resolve(json.load(schema_file), dataclasses.asdict(stage))
+        schema = validation.resolve_placeholders(json.load(schema_file), dataclasses.asdict(stage))
     names, values = set(), {0, 60, "x"}
     _walk(schema, names, values)
     names.update({"Client-ID", "X-Project-ID", "/metadata/a", "other"})
@@ -134,7 +134,7 @@ def test_known_failures_answer_as_jsonschema_did(name, document):
 
 
 @pytest.mark.parametrize("schema", [
-    {"type": "object", "additionalProperties": False},
+    {"type": "object", "patternProperties": {"^x-": {}}},
     {"properties": {"a": {"oneOf": [{"type": "string"}]}}},
     {"type": "integr"},
     {"$ref": "#/$defs/missing"},
