@@ -3,8 +3,15 @@ DynamoDB for the trigger emulation.
 
 Storage is DynamoDB Local, in memory, when Java is present; otherwise moto.
 A real Keystone, its users' tokens, and beta's resources for the
-cross-project probes (probes.py) of each auth mode's module.
+cross-project probes (probes.py) of each auth mode's module. The tests'
+own OIDC issuer. A page (pages.py) served on two origins, and headless
+Chromium to run it (Debian's chromium and chromium-driver; `make test`
+installs them).
 """
+import functools
+import http.server
+import shutil
+import threading
 import uuid
 
 import moto
@@ -13,6 +20,8 @@ import pytest
 from local import dynamodb_local
 from local import keystone as local_keystone
 from local.launch import Launched, RunnerFailed
+from local.oidc_issuer import Issuer
+from tests.e2e.pages import OTHER_PORT, PAGE_PORT
 from tests.e2e.probes import BETA, SECRET, ask
 
 
@@ -118,3 +127,51 @@ def beta_resources(runner, tokens, project_of):
     return {"queue_name": queue, "message_id": message_id, "claim_id": claim_id,
             "claimed_id": claimed_id, "key_id": key["id"], "key": key["key"],
             "subscription_id": subscribed.json()["subscription_id"]}
+
+
+@pytest.fixture(scope="module")
+def oidc_issuer():
+    """The tests' OIDC issuer (local/oidc_issuer.py), its JWKS on 127.0.0.1."""
+    issuer = Issuer()
+    yield issuer
+    issuer.close()
+
+
+# -- a browser ------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def pages(tmp_path_factory):
+    """The page, served on pages.PAGE and on pages.OTHER_PAGE."""
+    root = tmp_path_factory.mktemp("page")
+    (root / "index.html").write_text("<!doctype html><title>zaqar page</title>")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    servers = [http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+               for port in (PAGE_PORT, OTHER_PORT)]
+    for server in servers:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory, pages):
+    """Headless Chromium through selenium, one per module."""
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        pytest.fail("chromium and chromedriver are missing: `make test` installs them "
+                    "(apt-get install chromium chromium-driver)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync",
+                 f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options,
+                              service=Service(executable_path=shutil.which("chromedriver")))
+    driver.set_script_timeout(30)
+    yield driver
+    driver.quit()

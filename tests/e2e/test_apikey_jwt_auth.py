@@ -24,16 +24,9 @@ from zaqarclient.queues.v2 import client as zaqar_client
 from conftest import CLIENT_ID
 from local import keystone as local_keystone
 from local.launch import ROOT as ROOT_DIR
-from local.oidc_issuer import AUDIENCE, Issuer, new_key
+from local.oidc_issuer import AUDIENCE, new_key
 from tests.e2e.conftest import launch
 from tests.e2e.probes import ALPHA, BETA, ask, beta_state, rest_leaks, websocket_leaks
-
-
-@pytest.fixture(scope="module")
-def oidc_issuer():
-    issuer = Issuer()
-    yield issuer
-    issuer.close()
 
 
 @pytest.fixture(scope="module")

@@ -2,10 +2,6 @@
 curl sends a browser's requests, and as headless Chromium runs a page on
 another origin that posts and lists messages (Debian's chromium and
 chromium-driver; `make test` installs them)."""
-import functools
-import http.server
-import shutil
-import threading
 import time
 import uuid
 
@@ -14,14 +10,11 @@ import requests
 
 from local.dynamodb_local import free_port
 from tests.e2e.conftest import launch
+from tests.e2e.pages import OTHER_PAGE, PAGE, run_page
 
 CLIENT_ID = "3381af92-2b9e-11e3-b191-71861300734c"
 # A burst the quota tests' requests stay within, a rate their polling keeps to.
 RATE, BURST = 1, 15
-# The page the browser loads, and another origin the stage does not allow.
-PAGE_PORT, OTHER_PORT = free_port(), free_port()
-PAGE = f"http://127.0.0.1:{PAGE_PORT}"
-OTHER_PAGE = f"http://127.0.0.1:{OTHER_PORT}"
 LIMITS = {"CORS_ALLOWED_ORIGINS": PAGE, "PROJECT_RATE_LIMIT": str(RATE),
           "PROJECT_BURST_LIMIT": str(BURST), "MAX_QUEUES_PER_PROJECT": "2",
           "MAX_MESSAGES_PER_QUEUE": "4", "MAX_SUBSCRIPTIONS_PER_QUEUE": "1"}
@@ -168,69 +161,8 @@ def test_subscriptions_per_queue(runner):
 
 # -- a browser --------------------------------------------------------------------
 
-SCRIPT = """
-const [api, project, done] = arguments;
-const headers = {"Client-ID": "%s", "X-Project-ID": project,
-                 "Content-Type": "application/json"};
-(async () => {
-  try {
-    const posted = await fetch(api + "/v2/queues/browser/messages", {method: "POST",
-      headers, body: JSON.stringify({messages: [{body: {from: location.origin}}]})});
-    const listed = await fetch(api + "/v2/queues/browser/messages?echo=true", {headers});
-    done({posted: posted.status, listed: listed.status,
-          bodies: (await listed.json()).messages.map(m => m.body),
-          requestId: listed.headers.get("x-openstack-request-id")});
-  } catch (error) {
-    done({error: String(error)});
-  }
-})();
-""" % CLIENT_ID
-
-
-@pytest.fixture(scope="module")
-def pages(tmp_path_factory):
-    """The page, served on PAGE and on OTHER_PAGE."""
-    root = tmp_path_factory.mktemp("page")
-    (root / "index.html").write_text("<!doctype html><title>zaqar page</title>")
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    servers = [http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
-               for port in (PAGE_PORT, OTHER_PORT)]
-    for server in servers:
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield
-    for server in servers:
-        server.shutdown()
-        server.server_close()
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory, pages):
-    if not (shutil.which("chromium") and shutil.which("chromedriver")):
-        pytest.fail("chromium and chromedriver are missing: `make test` installs them "
-                    "(apt-get install chromium chromium-driver)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium")
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync",
-                 f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options,
-                              service=Service(executable_path=shutil.which("chromedriver")))
-    driver.set_script_timeout(30)
-    yield driver
-    driver.quit()
-
-
-def run_page(browser, origin, api, who):
-    browser.get(origin + "/index.html")
-    return browser.execute_async_script(SCRIPT, api, who)
-
-
 def test_a_page_on_the_allowed_origin_posts_and_lists_messages(runner, browser):
-    result = run_page(browser, PAGE, runner.url, project())
+    result = run_page(browser, PAGE, runner.url, "browser", {"X-Project-ID": project()})
     assert result == {"posted": 201, "listed": 200, "bodies": [{"from": PAGE}],
                       "requestId": result.get("requestId")}
     assert result["requestId"].startswith("req-")  # an exposed header
@@ -238,7 +170,7 @@ def test_a_page_on_the_allowed_origin_posts_and_lists_messages(runner, browser):
 
 def test_a_page_on_another_origin_is_refused(runner, browser):
     who = project()
-    result = run_page(browser, OTHER_PAGE, runner.url, who)
+    result = run_page(browser, OTHER_PAGE, runner.url, "browser", {"X-Project-ID": who})
     assert result == {"error": "TypeError: Failed to fetch"}
     # Its preflight was refused, so the post was never sent: no queue was made.
     assert ask(runner, "GET", "/v2/queues", who).json()["queues"] == []
