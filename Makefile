@@ -86,8 +86,9 @@ $(KEYSTONE_STAMP): $(VENV_STAMP)
 	$(VENV)/bin/python -m local.keystone install
 	mkdir -p $(@D) && touch $@
 
-# Headless Chromium and its WebDriver, Debian's, for the CORS end-to-end
-# tests (tests/e2e/test_cors_limits.py). Installed only when missing (as root).
+# Headless Chromium and its WebDriver, Debian's, for the browser end-to-end
+# tests (tests/e2e/test_cors_limits.py, test_browser_auth.py). Installed only
+# when missing (as root).
 $(CHROMIUM_STAMP):
 	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
