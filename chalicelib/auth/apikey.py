@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING
 
 from chalicelib import clock, parameters
 from chalicelib.auth.identity import Identity, credential, unauthorized
-from chalicelib.storage import dynamodb
 from chalicelib.storage.base import ApiKey
 
 if TYPE_CHECKING:
     from chalicelib.config import Settings
+    from chalicelib.storage.base import KeyStore
 
 PREFIX = "zq_"
 _KEY = re.compile(r"zq_([0-9a-f]{16})_[0-9a-f]{64}")
@@ -38,6 +38,13 @@ LAST_USED_EVERY_MS = 60_000
 # (keys table, digest) -> (identity, key id, believed until ms)
 _believed: dict[tuple[str, str], tuple[Identity, str, int]] = {}
 _BELIEVED_MAX = 10_000  # dropped wholesale when full
+
+
+def key_store(settings: Settings) -> KeyStore:
+    """Where the stage keeps its keys (imported on first use: a cold start
+    that checks no key never loads the stores' pynamodb)."""
+    from chalicelib.storage.dynamodb import driver
+    return driver(settings).keys
 
 
 def is_key(token: str) -> bool:
@@ -57,7 +64,7 @@ def issue(settings: Settings, project: str, roles: frozenset[str], name: str,
           ttl: int | None) -> tuple[str, ApiKey]:
     """(the new key, to be shown once; what is stored of it)."""
     pepper, now = _pepper(settings), clock.now_ms()
-    store = dynamodb.driver(settings).keys
+    store = key_store(settings)
     while True:  # a taken id (1 in 2**64) draws another
         key_id = secrets.token_hex(8)
         key = f"{PREFIX}{key_id}_{secrets.token_hex(32)}"
@@ -74,7 +81,7 @@ def revoke(settings: Settings, key_id: str) -> bool:
     for cached, (_, believed_id, _) in list(_believed.items()):
         if believed_id == key_id:
             _believed.pop(cached, None)
-    return dynamodb.driver(settings).keys.revoke(key_id)
+    return key_store(settings).revoke(key_id)
 
 
 def authenticate(headers: Mapping[str, str], settings: Settings) -> Identity:
@@ -87,7 +94,7 @@ def authenticate(headers: Mapping[str, str], settings: Settings) -> Identity:
     known = _believed.get(cached)
     if known is not None and known[2] > now:
         return known[0]
-    store = dynamodb.driver(settings).keys
+    store = key_store(settings)
     stored = store.get(match[1])
     if (stored is None or not hmac.compare_digest(stored.digest, cached[1])
             or stored.revoked or (stored.expires is not None and stored.expires <= now)):

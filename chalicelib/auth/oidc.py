@@ -29,8 +29,6 @@ import json
 import logging
 import re
 import threading
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -109,6 +107,7 @@ def rs256_valid(signing_input: bytes, signature: bytes, modulus: int, exponent: 
 
 def _read_jwks(url: str, settings: Settings) -> dict[str | None, tuple[int, int]]:
     """{key id: (modulus, exponent)} of the RSA signing keys at `url`."""
+    import urllib.request  # here: a cold start that checks no JWT never needs it
     try:
         with urllib.request.urlopen(url, timeout=settings.jwt_timeout) as answer:
             document = json.loads(answer.read(MAX_JWKS_BYTES))

@@ -9,7 +9,6 @@ from chalicelib import auth
 from chalicelib.auth import apikey
 from chalicelib.errors import BadRequest, NotFound
 from chalicelib.rest import respond, route
-from chalicelib.storage import dynamodb
 from chalicelib.validation import param_text, validate
 
 bp = Blueprint(__name__)
@@ -26,7 +25,7 @@ def _shown(key):
 def _keys(call):
     if "apikey" not in auth.modes(call.settings):
         raise NotFound("This stage does not take API keys (AUTH_STRATEGY has no apikey).")
-    return dynamodb.driver(call.settings).keys
+    return apikey.key_store(call.settings)
 
 
 def _stored(call, key_id):
