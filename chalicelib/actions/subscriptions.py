@@ -218,9 +218,18 @@ def update(ctx: Context, queue_name: str, subscription_id: str, document: object
     """Change the subscriber, ttl or options (which replace the old ones). A
     new subscriber must confirm again when confirmation is required."""
     check_queue_name(queue_name)
-    fields = _check_fields({} if document is None else document, ctx.settings)
+    document = {} if document is None else document
+    if isinstance(document, dict):
+        if not document:
+            raise BadRequest("No subscription to create.")
+        # Zaqar reads a null as "leave as is": the openstack CLI sends one for
+        # every field not given (subscription update --ttl 7200).
+        document = {name: value for name, value in document.items() if value is not None}
+    fields = _check_fields(document, ctx.settings)
     if not fields:
-        raise BadRequest("No subscription to create.")
+        if storage(ctx).subscriptions.get(ctx.project, queue_name, subscription_id) is None:
+            raise _not_found(subscription_id)
+        return
     fields = _trust_on_update(ctx, queue_name, subscription_id, fields)
     try:
         subscription = storage(ctx).subscriptions.update(ctx.project, queue_name,
