@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import random
 import time
 from typing import TYPE_CHECKING
@@ -56,6 +57,7 @@ TOO_LATE = ("The messages could not all be written in time, so none was kept. "
             "Try again, or post fewer at a time.")
 BATCH_WRITE_MAX = 25
 RANDOM_BASE_BITS = 52
+log = logging.getLogger("zaqar.messages")
 
 
 def position_key(position: int) -> str:
@@ -329,7 +331,12 @@ def post(project: str, queue: str, messages: list[dict], client_id: str,
     except Exception:
         # Take back whatever landed, so the client's retry leaves no duplicate
         # (if this fails too, the batch stays hidden: it never committed).
-        void_positions(pq, first, len(messages), delays)
+        # Stats hear of it first; should that fail, the take-back goes on
+        # regardless, and stats count the post's messages (see stats.py).
+        try:
+            void_positions(pq, first, len(messages), delays)
+        except Exception:
+            log.exception("stats of %s still count a failed post", pq)
         batch_write(deletes=records + timers)
         if batch_token is not None:
             commit_batch(pq, batch_token)  # nothing of it is left to hide

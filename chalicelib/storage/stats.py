@@ -26,8 +26,9 @@ What stays approximate, and by how much:
 * expired messages count as free until the sweeper or TTL removes them
   (Zaqar's MongoDB driver does the same);
 * a post still writing counts already; one that fails takes its count back
-  (`messages.void_positions`), one whose process dies half-way leaves its
-  unwritten messages counted until the queue is purged.
+  (`messages.void_positions`); one whose process dies half-way, or that
+  fails while the backend fails that write too, leaves its messages counted
+  until the queue is purged (the landed ones until they are removed).
 """
 from __future__ import annotations
 
