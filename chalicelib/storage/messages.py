@@ -299,7 +299,7 @@ def post(project: str, queue: str, messages: list[dict], client_id: str,
     batch_token = f"{random.getrandbits(32):08x}" if len(messages) > 1 else None
     started = clock.now_ms()
     deadline = started + POST_ABORT_MS
-    # Delays run from `started`, so the reservation can count them.
+    # Messages date from `started`, so the reservation can count their delays.
     delays = {}
     for message in messages:
         if message.get("delay"):
@@ -307,15 +307,14 @@ def post(project: str, queue: str, messages: list[dict], client_id: str,
             delays[key] = delays.get(key, 0) + 1
     first = retrying(reserve_positions, pq, len(messages), batch_token, deadline, version,
                      delays)
-    reserved_at = clock.now_ms()
     records, delayed = [], {}
     for offset, message in enumerate(messages):
         position = first + offset
         body_text = json.dumps(message["body"])
-        expires = reserved_at + message["ttl"] * 1000
+        expires = started + message["ttl"] * 1000
         record = MessageRecord(
             pq, position_key(position), message_id=message_id_of(position),
-            body=body_text, ttl=message["ttl"], created=reserved_at,
+            body=body_text, ttl=message["ttl"], created=started,
             expires=expires, expires_at=expires // 1000 + 1, client_id=client_id,
             claim_count=0, batch_token=batch_token,
             checksum=checksum(body_text) if enable_checksum else None)
