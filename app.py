@@ -11,7 +11,7 @@ from chalicelib.auth import gateway
 from chalicelib.config import get_settings
 from chalicelib.notify import retries
 from chalicelib.notify import stream as notifications
-from chalicelib.rest import add_method_fallbacks, messages, meta, queues, subscriptions
+from chalicelib.rest import add_method_fallbacks, messages, meta, queues, subscriptions, topics
 from chalicelib.storage import stats, sweeper
 from chalicelib.storage.models import configure as configure_storage
 from chalicelib.storage.models import messages_stream_arn
@@ -22,6 +22,7 @@ app.register_blueprint(meta.bp)
 app.register_blueprint(queues.bp)
 app.register_blueprint(messages.bp)
 app.register_blueprint(subscriptions.bp)
+app.register_blueprint(topics.bp)
 add_method_fallbacks(app)
 
 # The one setting read at import: Chalice registers event sources (and

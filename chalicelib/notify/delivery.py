@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from chalicelib import clock, keystone_api
-from chalicelib.notify import payloads, transports, trusts
+from chalicelib.notify import fanout, payloads, transports, trusts
 from chalicelib.notify import policy as retry_policy
 from chalicelib.storage import subscriptions as store
 
@@ -97,6 +97,8 @@ def send(subscription, payload, settings):
             mail = payloads.mail(subscription.subscriber, subscription.options, payload,
                                  settings)
             return transports.send_mail(*mail, settings)
+        if scheme == fanout.SCHEME:  # a topic's queue
+            return fanout.post_copy(subscription, payload)
         if scheme in _other_transports:  # added by a transport: websocket connections
             return _other_transports[scheme](subscription.subscriber, payload)
         if trusts.is_trust(subscription.subscriber):
@@ -149,9 +151,13 @@ def send_confirmation(subscription, project, settings, unsubscribe=False):
         log.error("confirmation of subscription %s not sent: SIGNED_URL_SECRET_KEY "
                   "is not set", subscription.id)
         return
+    if urlsplit(subscription.subscriber).scheme.lower() == fanout.SCHEME:
+        return  # a queue of the topic's own project has nothing to confirm
     ttl = settings.default_subscription_ttl if unsubscribe else subscription.ttl
+    project, on_topic = fanout.owner(project)
     payload = payloads.confirmation(subscription.source, subscription.id, project,
                                     clock.now_ms() + ttl * 1000,
-                                    settings.signed_url_secret_key, unsubscribe=unsubscribe)
+                                    settings.signed_url_secret_key, unsubscribe=unsubscribe,
+                                    kind="topics" if on_topic else "queues")
     policy = retry_policy.effective(subscription.options, {})
     deliver(Delivery(subscription, payload, policy), settings, Call(attempts=1))
