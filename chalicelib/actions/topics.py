@@ -1,6 +1,6 @@
 """Topics: queues of another kind, kept apart from the project's queues.
 
-A topic lives in its project's topic space (notify.fanout.TOPIC_SPACE), so
+A topic lives in its project's topic space (storage.base.TOPIC_SPACE), so
 every queue action and store, and the stream handler's notifications, serve
 topics unchanged, and topics list and count apart from queues.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from chalicelib.notify.fanout import TOPIC_SPACE
+from chalicelib.storage.base import TOPIC_SPACE
 from chalicelib.validation import Context
 
 

@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 from chalicelib.notify.transports import DELIVERED
 from chalicelib.storage import messages as message_store
 from chalicelib.storage import queues as queue_store
+from chalicelib.storage.base import TOPIC_SPACE
 
-TOPIC_SPACE = "/~topics"
 SCHEME = "queue"
 # The Client-ID the copies are posted with: what a consumer's echo=false hides.
 CLIENT_ID = "00000000-0000-0000-0000-000000007091"

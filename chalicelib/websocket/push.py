@@ -16,6 +16,7 @@ from chalicelib.notify import delivery
 from chalicelib.notify.transports import DELIVERED, Outcome
 from chalicelib.storage import connections
 from chalicelib.storage import subscriptions as subscription_store
+from chalicelib.storage.base import TOPIC_SPACE
 from chalicelib.validation import check_queue_name, validate
 from chalicelib.websocket import frames
 
@@ -90,7 +91,8 @@ def subscribe(ctx, queue_name, connection_subscriber, document):
         document.get("options") or {})
     if created:
         _, _, connection_id, _ = parse(connection_subscriber)
-        connections.remember_subscription(connection_id, queue_name, subscription.id)
+        connections.remember_subscription(connection_id, queue_name, subscription.id,
+                                          topic=ctx.project.endswith(TOPIC_SPACE))
     return subscription.id, created
 
 
