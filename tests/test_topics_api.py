@@ -10,8 +10,10 @@ import test_notifications
 
 from conftest import headers
 
-# The notification tests' fixtures: the stream handler run on moto's stream.
+# The notification tests' fixtures: the stream handler run on moto's stream,
+# and confirmation required.
 notify, short_timeout = test_notifications.notify, test_notifications.short_timeout
+confirming = test_notifications.confirming
 
 TOPIC = "/v2/topics/news"
 PATCH = {"Content-Type": "application/openstack-messaging-v2.0-json-patch"}
@@ -107,6 +109,9 @@ def test_topic_subscriptions(client):
     assert listed["links"][0]["href"].startswith(f"{TOPIC}/subscriptions?")
     assert client.http.patch(path, headers=headers(),
                              body=json.dumps({"ttl": 900})).status_code == 204
+    assert client.http.patch(path, headers=headers(),
+                             body=json.dumps({"subscriber": "queue:audit"})).status_code == 204
+    assert client.http.get(path, headers=headers()).json_body["subscriber"] == "queue:audit"
     assert client.http.put(f"{path}/confirm", headers=headers(),
                            body=json.dumps({"confirmed": True})).status_code == 204
     assert client.http.get(path, headers=headers()).json_body["confirmed"] is True
@@ -137,3 +142,31 @@ def test_a_topic_post_notifies_webhooks_and_copies_to_each_queue(client, notify,
     # The copies are the queues' own messages: nothing goes back to the topic.
     assert notify() == {"batchItemFailures": []}
     assert len(receiver.bodies()) == 1
+
+
+def test_a_topic_subscriber_confirms_with_the_topic_path_it_is_sent(client, notify, receiver,
+                                                                    confirming):
+    put(client, TOPIC)
+    sid = client.http.post(f"{TOPIC}/subscriptions", headers=headers(), body=json.dumps(
+        {"subscriber": receiver.url})).json_body["subscription_id"]
+    # A queue of the project has nothing to confirm: it is sent nothing, and is live.
+    queue_sid = client.http.post(f"{TOPIC}/subscriptions", headers=headers(), body=json.dumps(
+        {"subscriber": "queue:audit"})).json_body["subscription_id"]
+    assert client.http.get(f"{TOPIC}/subscriptions/{queue_sid}", headers=headers()).json_body[
+        "confirmed"] is True
+    [request] = receiver.bodies()
+    assert (request["URL-Paths"], request["X-Project-ID"]) == (
+        f"{TOPIC}/subscriptions/{sid}/confirm", "test-project")
+    signed = {name: request[name] for name in (
+        "URL-Signature", "URL-Methods", "URL-Paths", "URL-Expires")}
+    confirmed = client.http.put(request["URL-Paths"], headers=headers(**signed),
+                                body=json.dumps(request["SubscribeBody"]))
+    assert confirmed.status_code == 204
+    assert client.http.get(f"{TOPIC}/subscriptions/{sid}", headers=headers()).json_body[
+        "confirmed"] is True
+    client.http.post(f"{TOPIC}/messages", headers=headers(),
+                     body=json.dumps({"messages": [{"body": "both"}]}))
+    notify()
+    assert receiver.bodies()[-1]["body"] == "both"
+    claimed = client.http.post("/v2/queues/audit/claims", headers=headers(), body="{}")
+    assert [m["body"] for m in claimed.json_body["messages"]] == ["both"]

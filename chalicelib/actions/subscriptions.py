@@ -58,7 +58,7 @@ def _check_subscriber(subscriber, settings, on_topic):
         scheme = urlsplit(subscriber).scheme.lower()
     except ValueError:
         raise invalid
-    if scheme == fanout.SCHEME and on_topic:  # a queue of the topic's project
+    if fanout.is_queue(subscriber) and on_topic:  # a queue of the topic's project
         check_queue_name(fanout.queue_named(subscriber))
         return
     if scheme not in SUBSCRIBER_TYPES:
@@ -197,8 +197,17 @@ def create(ctx: Context, queue_name: str, document: object) -> tuple[str, bool]:
         ctx.project, queue_name, fields["subscriber"], ttl, options)
     if not created and subscription.confirmed:
         raise Conflict(DUPLICATE)
-    delivery.send_confirmation(subscription, ctx.project, settings)
+    _ask_to_confirm(ctx, queue_name, subscription)
     return subscription.id, created
+
+
+def _ask_to_confirm(ctx, queue_name, subscription):
+    """Send the subscriber the confirmation request; a queue of the topic's
+    own project has nobody to ask: it is confirmed at once."""
+    if fanout.is_queue(subscription.subscriber):
+        storage(ctx).subscriptions.confirm(ctx.project, queue_name, subscription.id, True)
+    else:
+        delivery.send_confirmation(subscription, ctx.project, ctx.settings)
 
 
 def list_subscriptions(ctx: Context, queue_name: str, marker: str | None = None,
@@ -243,7 +252,7 @@ def update(ctx: Context, queue_name: str, subscription_id: str, document: object
     if subscription is None:
         raise _not_found(subscription_id)
     if not subscription.confirmed and "subscriber" in fields:
-        delivery.send_confirmation(subscription, ctx.project, ctx.settings)
+        _ask_to_confirm(ctx, queue_name, subscription)
 
 
 def delete(ctx: Context, queue_name: str, subscription_id: str) -> None:

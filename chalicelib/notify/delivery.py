@@ -97,7 +97,7 @@ def send(subscription, payload, settings):
             mail = payloads.mail(subscription.subscriber, subscription.options, payload,
                                  settings)
             return transports.send_mail(*mail, settings)
-        if scheme == fanout.SCHEME:  # a topic's queue
+        if fanout.is_queue(subscription.subscriber):  # a topic's queue
             return fanout.post_copy(subscription, payload)
         if scheme in _other_transports:  # added by a transport: websocket connections
             return _other_transports[scheme](subscription.subscriber, payload)
@@ -151,8 +151,6 @@ def send_confirmation(subscription, project, settings, unsubscribe=False):
         log.error("confirmation of subscription %s not sent: SIGNED_URL_SECRET_KEY "
                   "is not set", subscription.id)
         return
-    if urlsplit(subscription.subscriber).scheme.lower() == fanout.SCHEME:
-        return  # a queue of the topic's own project has nothing to confirm
     ttl = settings.default_subscription_ttl if unsubscribe else subscription.ttl
     project, on_topic = fanout.owner(project)
     payload = payloads.confirmation(subscription.source, subscription.id, project,

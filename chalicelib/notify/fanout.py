@@ -28,6 +28,10 @@ def owner(project: str) -> tuple[str, bool]:
     return project, False
 
 
+def is_queue(subscriber: str) -> bool:
+    return urlsplit(subscriber).scheme.lower() == SCHEME
+
+
 def queue_named(subscriber: str) -> str:
     """The queue a `queue:NAME` subscriber names."""
     return urlsplit(subscriber).path
