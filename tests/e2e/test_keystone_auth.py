@@ -186,8 +186,15 @@ def beta_resources(runner, tokens):
     claimed_id = claimed.json()["messages"][0]["href"].rsplit("/", 1)[1]
     subscribed = ask(runner, "POST", f"/v2/queues/{queue}/subscriptions", token,
                      {"subscriber": "http://127.0.0.1:9/beta-hook", "ttl": 3000})
-    return {"queue_name": queue, "message_id": message_id, "claim_id": claim_id,
-            "claimed_id": claimed_id,
+    # And a topic of the same name, with a message and a subscriber of its own.
+    topic = f"/v2/topics/{queue}"
+    assert ask(runner, "PUT", topic, token, {"secret": SECRET}).status_code == 201
+    assert ask(runner, "POST", f"{topic}/messages", token,
+               {"messages": [{"body": SECRET, "ttl": 3000}]}).status_code == 201
+    assert ask(runner, "POST", f"{topic}/subscriptions", token,
+               {"subscriber": "http://127.0.0.1:9/beta-hook", "ttl": 3000}).status_code == 201
+    return {"queue_name": queue, "topic_name": queue, "message_id": message_id,
+            "claim_id": claim_id, "claimed_id": claimed_id,
             "subscription_id": subscribed.json()["subscription_id"]}
 
 
@@ -200,6 +207,12 @@ def beta_state(runner, tokens, found):
              ask(runner, "GET", f"{queue}/claims/{found['claim_id']}", token).json()["messages"],
              ask(runner, "GET", f"{queue}/subscriptions/{found['subscription_id']}",
                  token).json()]
+    topic = f"/v2/topics/{found['topic_name']}"
+    parts += [ask(runner, "GET", topic, token).json(),
+              [m["body"] for m in ask(runner, "GET", f"{topic}/messages?echo=true",
+                                      token).json()["messages"]],
+              [s["subscriber"] for s in ask(runner, "GET", f"{topic}/subscriptions",
+                                            token).json()["subscriptions"]]]
     for listing in parts[1:3]:
         for message in listing:
             message.pop("age", None), message.pop("ttl", None)
