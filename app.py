@@ -11,7 +11,15 @@ from chalice import Chalice, Rate
 from chalicelib import clock, telemetry
 from chalicelib.auth import gateway
 from chalicelib.config import get_settings
-from chalicelib.rest import add_method_fallbacks, keys, messages, meta, queues, subscriptions
+from chalicelib.rest import (
+    add_method_fallbacks,
+    keys,
+    messages,
+    meta,
+    queues,
+    subscriptions,
+    topics,
+)
 from chalicelib.storage import configure as configure_storage
 from chalicelib.storage import messages_stream_arn
 from chalicelib.websocket import push
@@ -22,6 +30,7 @@ app.register_blueprint(queues.bp)
 app.register_blueprint(messages.bp)
 app.register_blueprint(subscriptions.bp)
 app.register_blueprint(keys.bp)
+app.register_blueprint(topics.bp)
 add_method_fallbacks(app)
 
 # The one setting read at import: Chalice registers event sources (and

@@ -18,7 +18,7 @@ from chalicelib.storage import messages as message_store
 from chalicelib.storage import queues as queue_store
 from chalicelib.storage import stats as stats_store
 from chalicelib.storage.messages import position_of
-from chalicelib.storage.models import MessageRecord, queue_key
+from chalicelib.storage.models import STATE_KEY, MessageRecord, QueueState, queue_key
 from chalicelib.validation import Context
 
 PRODUCER = "3381af92-2b9e-11e3-b191-71861300734c"
@@ -112,6 +112,9 @@ def _claim_group(pq, floor, records):
     claimer.record(records)
     for record in records:
         claimer.take(record)
+    # And counts them for stats, as the claim's state write does.
+    message_store.update_creating_maps(QueueState(pq, STATE_KEY), message_store.add_holds(
+        {message_store.hold_key("c", claimer.expires): len(claimer.taken)}))
     return len(claimer.taken)
 
 

@@ -184,6 +184,38 @@ def test_update_to_a_subscriber_already_there_conflicts(client):
     assert get(client, sid).json_body["subscriber"] == "mailto:ops@example.com"
 
 
+def test_update_leaves_fields_sent_as_null_as_they_are(client, clock):
+    # What `openstack messaging subscription update --ttl 7200` sends.
+    sid = subscription_id(client, {"subscriber": WEBHOOK, "ttl": 100, "options": {"a": 1}})
+    confirm(client, sid)
+    answer = client.http.patch(f"{QUEUE}/subscriptions/{sid}", headers=headers(), body=json.dumps(
+        {"subscriber": None, "ttl": 7200, "options": None}))
+    assert answer.status_code == 204
+    found = get(client, sid).json_body
+    assert (found["subscriber"], found["ttl"], found["options"], found["confirmed"]) == (
+        WEBHOOK, 7200, {"a": 1}, True)
+    only_nulls = client.http.patch(f"{QUEUE}/subscriptions/{sid}", headers=headers(),
+                                   body=json.dumps({"subscriber": None, "options": None}))
+    assert only_nulls.status_code == 204
+    assert get(client, sid).json_body == found
+    missing = client.http.patch(f"{QUEUE}/subscriptions/nope", headers=headers(),
+                                body=json.dumps({"subscriber": None}))
+    assert missing.status_code == 404
+
+
+@pytest.mark.parametrize("body, status, description", [
+    ('{"ttl": 7200, "options": []}', 400, "Options must be a dict."),
+    ('{"ttl": null, "subscriber": "gopher://example.com"}', 400, None),
+])
+def test_update_with_nulls_still_checks_the_other_fields(client, body, status, description):
+    sid = subscription_id(client, {"subscriber": WEBHOOK})
+    answer = client.http.patch(f"{QUEUE}/subscriptions/{sid}", headers=headers(), body=body)
+    assert answer.status_code == status
+    if description:
+        assert answer.json_body["description"] == description
+    assert get(client, sid).json_body["subscriber"] == WEBHOOK
+
+
 @pytest.mark.parametrize("body, status, description", [
     ("{}", 400, "No subscription to create."),
     ("", 400, "No subscription to create."),

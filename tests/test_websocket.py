@@ -480,6 +480,20 @@ def test_the_subscriptions_of_a_connection_go_with_it(gateway, ws):
             "subscriptions": []}
 
 
+def test_a_connection_subscribes_to_a_topic_and_the_subscription_goes_with_it(gateway, ws):
+    from chalicelib.storage import subscriptions as subscription_store
+    topic_key = f"{PROJECT}/~topics/q1"
+    answer = ws.ask("subscription_create", {"queue_name": "q1", "topic": True})
+    assert status(answer) == 201, answer
+    subscribe_connection(ws, "q1")  # the queue of the same name is another
+    [found] = subscription_store.list_live(topic_key)
+    assert found.id == answer["body"]["subscription_id"]
+    assert found.subscriber.startswith(f"wss://{DOMAIN}/dev/@connections/")
+    ws.close()
+    assert subscription_store.list_live(topic_key) == []
+    assert subscription_store.list_live(f"{PROJECT}/q1") == []
+
+
 def test_a_push_to_a_gone_connection_forgets_it(gateway, ws):
     subscriber = subscribe_connection(ws)
     gateway.gone.add(ws.id)

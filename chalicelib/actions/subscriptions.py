@@ -9,7 +9,7 @@ from chalicelib import clock, keystone_api
 from chalicelib.actions import queues, quotas, storage
 from chalicelib.actions.messages import load_queue
 from chalicelib.errors import BadRequest, Conflict, Forbidden, NotFound, ServiceUnavailable
-from chalicelib.notify import delivery, targets, trusts
+from chalicelib.notify import delivery, fanout, targets, trusts
 from chalicelib.storage.errors import SubscriberTaken
 from chalicelib.validation import check_limit, check_queue_name, validate
 
@@ -50,7 +50,7 @@ def view(subscription: Subscription, now: int) -> dict:
                                           "description": last_error["description"]}}
 
 
-def _check_subscriber(subscriber, settings):
+def _check_subscriber(subscriber, settings, on_topic):
     if not isinstance(subscriber, str):
         raise BadRequest(UNSUPPORTED)
     invalid = BadRequest(f"The subscriber {subscriber} is not a valid URL.")
@@ -58,6 +58,9 @@ def _check_subscriber(subscriber, settings):
         scheme = urlsplit(subscriber).scheme.lower()
     except ValueError:
         raise invalid
+    if fanout.is_queue(subscriber) and on_topic:  # a queue of the topic's project
+        check_queue_name(fanout.queue_named(subscriber))
+        return
     if scheme not in SUBSCRIBER_TYPES:
         raise BadRequest(UNSUPPORTED)
     if scheme.startswith(trusts.PREFIX):
@@ -163,11 +166,12 @@ def _trust_on_update(ctx, queue_name, subscription_id, fields):
     return {**fields, "options": _with_trust(ctx, options, expires)}
 
 
-def _check_fields(document, settings):
+def _check_fields(document, ctx):
     """The subscription fields of a POST or PATCH body, checked."""
+    settings = ctx.settings
     validate("subscription_fields", document, settings)
     if "subscriber" in document:
-        _check_subscriber(document["subscriber"], settings)
+        _check_subscriber(document["subscriber"], settings, fanout.owner(ctx.project)[1])
     options = document.get("options") or {}
     if "_retry_policy" in options:
         queues.check_metadata({"_retry_policy": options["_retry_policy"]}, settings)
@@ -183,7 +187,7 @@ def create(ctx: Context, queue_name: str, document: object) -> tuple[str, bool]:
     settings = ctx.settings
     if isinstance(document, dict) and "subscriber" not in document:
         raise BadRequest("Missing parameter subscriber in body.")
-    fields = _check_fields(document, settings)
+    fields = _check_fields(document, ctx)
     quotas.check_new_subscription(ctx, queue_name, fields["subscriber"])
     load_queue(ctx, queue_name, create=True)
     ttl = fields.get("ttl", settings.default_subscription_ttl)
@@ -194,8 +198,17 @@ def create(ctx: Context, queue_name: str, document: object) -> tuple[str, bool]:
         ctx.project, queue_name, fields["subscriber"], ttl, options)
     if not created and subscription.confirmed:
         raise Conflict(DUPLICATE)
-    delivery.send_confirmation(subscription, ctx.project, settings)
+    _ask_to_confirm(ctx, queue_name, subscription)
     return subscription.id, created
+
+
+def _ask_to_confirm(ctx, queue_name, subscription):
+    """Send the subscriber the confirmation request; a queue of the topic's
+    own project has nobody to ask: it is confirmed at once."""
+    if fanout.is_queue(subscription.subscriber):
+        storage(ctx).subscriptions.confirm(ctx.project, queue_name, subscription.id, True)
+    else:
+        delivery.send_confirmation(subscription, ctx.project, ctx.settings)
 
 
 def list_subscriptions(ctx: Context, queue_name: str, marker: str | None = None,
@@ -219,9 +232,18 @@ def update(ctx: Context, queue_name: str, subscription_id: str, document: object
     """Change the subscriber, ttl or options (which replace the old ones). A
     new subscriber must confirm again when confirmation is required."""
     check_queue_name(queue_name)
-    fields = _check_fields({} if document is None else document, ctx.settings)
+    document = {} if document is None else document
+    if isinstance(document, dict):
+        if not document:
+            raise BadRequest("No subscription to create.")
+        # Zaqar reads a null as "leave as is": the openstack CLI sends one for
+        # every field not given (subscription update --ttl 7200).
+        document = {name: value for name, value in document.items() if value is not None}
+    fields = _check_fields(document, ctx)
     if not fields:
-        raise BadRequest("No subscription to create.")
+        if storage(ctx).subscriptions.get(ctx.project, queue_name, subscription_id) is None:
+            raise _not_found(subscription_id)
+        return
     fields = _trust_on_update(ctx, queue_name, subscription_id, fields)
     try:
         subscription = storage(ctx).subscriptions.update(ctx.project, queue_name,
@@ -231,7 +253,7 @@ def update(ctx: Context, queue_name: str, subscription_id: str, document: object
     if subscription is None:
         raise _not_found(subscription_id)
     if not subscription.confirmed and "subscriber" in fields:
-        delivery.send_confirmation(subscription, ctx.project, ctx.settings)
+        _ask_to_confirm(ctx, queue_name, subscription)
 
 
 def delete(ctx: Context, queue_name: str, subscription_id: str) -> None:

@@ -25,6 +25,8 @@ DEFAULTS = {
     "health:get": ADMIN,
     **{f"queues:{verb}": "" for verb in (
         "get_all", "create", "get", "delete", "update", "stats", "share", "purge")},
+    **{f"topics:{verb}": "" for verb in (
+        "get_all", "create", "get", "delete", "update", "stats", "purge")},
     **{f"messages:{verb}": "" for verb in ("get_all", "create", "get", "delete", "delete_all")},
     **{f"claims:{verb}": "" for verb in ("create", "get", "delete", "update")},
     **{f"subscription:{verb}": "" for verb in (

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from chalicelib import clock, keystone_api, parameters, telemetry
 from chalicelib.errors import ServiceUnavailable
-from chalicelib.notify import payloads, transports, trusts
+from chalicelib.notify import fanout, payloads, transports, trusts
 from chalicelib.notify import policy as retry_policy
 
 if TYPE_CHECKING:
@@ -104,6 +104,8 @@ def send(subscription, payload, settings):
             mail = payloads.mail(subscription.subscriber, subscription.options, payload,
                                  settings)
             return transports.send_mail(*mail, settings)
+        if fanout.is_queue(subscription.subscriber):  # a topic's queue
+            return fanout.post_copy(subscription, payload)
         if scheme in _other_transports:  # added by a transport: websocket connections
             return _other_transports[scheme](subscription.subscriber, payload)
         if trusts.is_trust(subscription.subscriber):
@@ -166,8 +168,9 @@ def send_confirmation(subscription, project, settings, unsubscribe=False):
                   "SIGNED_URL_SECRET_KEY_PARAMETER names)", subscription.id)
         return
     ttl = settings.default_subscription_ttl if unsubscribe else subscription.ttl
+    project, on_topic = fanout.owner(project)
     payload = payloads.confirmation(subscription.source, subscription.id, project,
-                                    clock.now_ms() + ttl * 1000, key,
-                                    unsubscribe=unsubscribe)
+                                    clock.now_ms() + ttl * 1000, key, unsubscribe=unsubscribe,
+                                    kind="topics" if on_topic else "queues")
     policy = retry_policy.effective(subscription.options, {})
     deliver(Delivery(subscription, payload, policy), settings, Call(attempts=1))

@@ -32,10 +32,12 @@ def notification(queue_name, body, ttl, delay=None):
     return payload
 
 
-def confirmation(queue_name, subscription_id, project, expires_ms, key, unsubscribe=False):
+def confirmation(queue_name, subscription_id, project, expires_ms, key, unsubscribe=False,
+                 kind="queues"):
     """The request to confirm a subscription (or the notice that it was
-    unconfirmed), with a signed URL that allows PUT on its confirm path."""
-    path = f"/v2/queues/{queue_name}/subscriptions/{subscription_id}/confirm"
+    unconfirmed), with a signed URL that allows PUT on its confirm path (of
+    a queue, or of a topic: `kind` "topics")."""
+    path = f"/v2/{kind}/{queue_name}/subscriptions/{subscription_id}/confirm"
     signed = signed_urls.sign(key, [path], ["PUT"], project, expires_ms)
     if unsubscribe:
         kind = UNSUBSCRIBE

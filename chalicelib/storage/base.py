@@ -18,6 +18,12 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
 
+# A project's topics are queues stored for the project key `project +
+# TOPIC_SPACE`, which no Keystone project id can be (it holds no "/"); see
+# actions/topics.py.
+TOPIC_SPACE = "/~topics"
+
+
 # -- results ------------------------------------------------------------------
 
 @dataclass
@@ -293,8 +299,9 @@ class ConnectionStore(Protocol):
         """True if the connection may act for `project` (the first one it named)."""
 
     def remember_subscription(self, connection_id: str, queue_name: str,
-                              subscription_id: str) -> None:
-        """Nothing; the subscription goes when the connection does."""
+                              subscription_id: str, topic: bool = False) -> None:
+        """Nothing; the subscription (of a topic, if `topic`) goes when the
+        connection does."""
 
     def forget(self, connection_id: str) -> None:
         """Nothing; the connection and the subscriptions it made are gone."""

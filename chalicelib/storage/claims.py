@@ -45,11 +45,14 @@ from chalicelib.storage import queues as queue_store
 from chalicelib.storage.base import DeadLetter
 from chalicelib.storage.errors import ClaimedByAnother, ClaimNotFound, MessageNotClaimed
 from chalicelib.storage.messages import (
+    HOLD_BUCKET_MS,
     TIMER_KEEP_S,
+    add_holds,
     check_version,
     delete_positions,
     get_records,
     hex_number,
+    hold_key,
     is_free,
     load_state,
     message_id_of,
@@ -59,6 +62,7 @@ from chalicelib.storage.messages import (
     scan,
     to_message,
     unfinished_batches,
+    update_creating_maps,
 )
 from chalicelib.storage.models import (
     CLAIM_PREFIX,
@@ -430,7 +434,7 @@ def _unchanged(attribute, value):
 
 
 def _set_hints(pq, state, floor, checked, cursor=None, seen_from=None, contended_at=None,
-               abandoned=()):
+               abandoned=(), holds=None):
     """Store new hints, only over the ones this caller read.
 
     Both need `checked` as read. The cursor moves to `cursor` if it is as
@@ -443,6 +447,9 @@ def _set_hints(pq, state, floor, checked, cursor=None, seen_from=None, contended
     still uncommitted: one that commits late must not be left behind it (the
     post, for its part, commits only while the cursor is not past it). A
     claimer that met contention says so, for the next claimers to take windows.
+    The same write counts the claim's holds for stats (`holds`), and drops
+    the counts of minutes gone by; should the hints lose their race, the
+    counts are written alone.
     """
     actions, condition = [], QueueState.counter.exists()
     if checked != (state.checked or CLAIM_PREFIX):
@@ -461,13 +468,24 @@ def _set_hints(pq, state, floor, checked, cursor=None, seen_from=None, contended
         condition &= _unchanged(QueueState.checked, state.checked)
     if contended_at is not None and (state.contended or 0) < contended_at - CONTENTION_MS / 2:
         actions.append(QueueState.contended.set(contended_at))
+    counts = add_holds(holds or {})
+    if counts:
+        gone = clock.now_ms() // HOLD_BUCKET_MS
+        counts += [QueueState.holds[key].remove() for key in
+                   (state.holds.as_dict() if state.holds is not None else {})
+                   if int(key[1:]) < gone and key not in holds]
+    if not actions and not counts:
+        return
     if not actions:
+        update_creating_maps(QueueState(pq, STATE_KEY), counts)
         return
     try:
-        retrying(QueueState(pq, STATE_KEY).update, actions=actions, condition=condition)
+        update_creating_maps(QueueState(pq, STATE_KEY), actions + counts, condition)
     except UpdateError as exc:
         if not condition_failed(exc):
             raise  # a lost race leaves the hints to the next claimer
+        if counts:
+            update_creating_maps(QueueState(pq, STATE_KEY), counts)
 
 
 def settle_timers(pq: str, floor: int) -> None:
@@ -598,7 +616,8 @@ def _claim(claimer):
     telemetry.count(telemetry.CLAIM_RACES_LOST, claimer.lost)
     _set_hints(claimer.pq, state, claimer.floor, checked, cursor=seen_to,
                seen_from=seen_from, contended_at=claimer.now if contended else None,
-               abandoned=claimer.abandoned)
+               abandoned=claimer.abandoned,
+               holds={hold_key("c", claimer.expires): len(claimer.taken)})
     taken = sorted(claimer.taken, key=lambda record: position_of(record.message_id))
     return claimer.claim_id, [to_message(record, claimer.now) for record in taken]
 
@@ -644,7 +663,9 @@ def renew(project: str, queue: str, claim_id: str, ttl: int, grace: int) -> bool
         return False
     expires = now + ttl * 1000
     _write_timer(pq, expires, claim_id, claim.positions)
+    moved = {}  # stats: the holds that now end in another minute
     for record in held_records(pq, claim, now):
+        ended = hold_key("c", record.claim_expires)
         try:
             retrying(record.update,
                      actions=_hold(record, claim_id, expires, grace, ttl),
@@ -653,6 +674,11 @@ def renew(project: str, queue: str, claim_id: str, ttl: int, grace: int) -> bool
         except UpdateError as exc:
             if not condition_failed(exc):
                 raise
+            continue
+        moved[ended] = moved.get(ended, 0) - 1
+        moved[hold_key("c", expires)] = moved.get(hold_key("c", expires), 0) + 1
+    if any(moved.values()):
+        update_creating_maps(QueueState(pq, STATE_KEY), add_holds(moved))
     retrying(claim.update, actions=[
         ClaimRecord.ttl.set(ttl), ClaimRecord.grace.set(grace),
         ClaimRecord.updated.set(now), ClaimRecord.expires.set(expires),
@@ -675,7 +701,9 @@ def release(project: str, queue: str, claim_id: str) -> None:
         return
     held = held_records(pq, claim, now)
     retrying(claim.update, actions=[ClaimRecord.expires.set(now)])
+    freed = {}  # stats: the holds that ended
     for record in held:
+        ended = hold_key("c", record.claim_expires)
         try:
             retrying(record.update,
                      actions=[MessageRecord.claim_id.remove(),
@@ -684,12 +712,20 @@ def release(project: str, queue: str, claim_id: str) -> None:
         except UpdateError as exc:
             if not condition_failed(exc):
                 raise
+            continue
+        freed[ended] = freed.get(ended, 0) - 1
     timer = _write_timer(pq, now, claim_id, claim.positions)
     # Claimers skip timers at or below `checked`: make sure this one is above.
+    # The count of holds goes first, unconditionally, and tells whether the
+    # conditional write is needed at all (it seldom is).
     below_timer = timer.sk[:len(CLAIM_PREFIX) + 12]
+    state = QueueState(pq, STATE_KEY)
+    if freed:
+        update_creating_maps(state, add_holds(freed))
+        if state.checked is None or state.checked <= below_timer:
+            return  # claimers read timers from `checked` on: this one too
     try:
-        retrying(QueueState(pq, STATE_KEY).update,
-                 actions=[QueueState.checked.set(below_timer)],
+        retrying(state.update, actions=[QueueState.checked.set(below_timer)],
                  condition=QueueState.checked > below_timer)
     except UpdateError as exc:
         if not condition_failed(exc):

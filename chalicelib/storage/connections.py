@@ -15,6 +15,7 @@ from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from chalicelib import clock
 from chalicelib.storage import subscriptions as subscription_store
+from chalicelib.storage.base import TOPIC_SPACE
 from chalicelib.storage.models import ConnectionRecord as Connection
 from chalicelib.storage.retry import condition_failed, retrying
 
@@ -29,6 +30,8 @@ _BOUND_MAX = 10_000
 # again after a while: the connection may re-authenticate through another.
 _callers: dict[str, tuple[Caller, int]] = {}
 _CALLER_REREAD_MS = 60_000
+# Marks a remembered subscription as a topic's.
+TOPIC_MARK = "~"
 
 
 @dataclass(frozen=True)
@@ -120,9 +123,10 @@ def caller(connection_id: str) -> Caller | None:
 
 
 def remember_subscription(connection_id: str, queue_name: str,
-                          subscription_id: str) -> None:
+                          subscription_id: str, topic: bool = False) -> None:
+    name = TOPIC_MARK + queue_name if topic else queue_name
     retrying(Connection(connection_id).update, actions=[
-        Connection.subscriptions.add({f"{queue_name}/{subscription_id}"}),
+        Connection.subscriptions.add({f"{name}/{subscription_id}"}),
         # Should it have been forgotten meanwhile, TTL still reclaims it.
         Connection.expires_at.set(Connection.expires_at | _expiry(clock.now_ms())),
     ])
@@ -138,5 +142,8 @@ def forget(connection_id: str) -> None:
         return
     for entry in record.subscriptions or ():
         queue_name, subscription_id = entry.split("/", 1)
-        subscription_store.delete(record.project, queue_name, subscription_id)
+        project = record.project
+        if queue_name.startswith(TOPIC_MARK):  # a topic's (queue names have no "~")
+            project, queue_name = project + TOPIC_SPACE, queue_name[len(TOPIC_MARK):]
+        subscription_store.delete(project, queue_name, subscription_id)
     retrying(record.delete)

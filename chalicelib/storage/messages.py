@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import random
 import time
 from typing import TYPE_CHECKING
@@ -56,6 +57,7 @@ TOO_LATE = ("The messages could not all be written in time, so none was kept. "
             "Try again, or post fewer at a time.")
 BATCH_WRITE_MAX = 25
 RANDOM_BASE_BITS = 52
+log = logging.getLogger("zaqar.messages")
 
 
 def position_key(position: int) -> str:
@@ -142,20 +144,52 @@ def check_version(state: QueueState, version: int | None) -> None:
         raise StaleQueue()
 
 
+def hold_key(kind: str, ends: int) -> str:
+    """The key of QueueState.holds counting holds of `kind` ("c" claim, "d"
+    delay) that end at `ends` (epoch ms): by the minute they end in."""
+    return f"{kind}{ends // HOLD_BUCKET_MS}"
+
+
+HOLD_BUCKET_MS = 60_000
+
+
+def add_holds(holds: dict[str, int]) -> list:
+    """Update actions adding these counts to QueueState.holds (negative ones
+    take away)."""
+    return [QueueState.holds[key].set((QueueState.holds[key] | 0) + count)
+            for key, count in holds.items() if count]
+
+
+def update_creating_maps(state: QueueState, actions: list, condition=None) -> None:
+    """state.update, making the state's maps first if the update needs one
+    that does not exist yet (DynamoDB sets no key of a missing map)."""
+    try:
+        retrying(state.update, actions=actions, condition=condition)
+    except UpdateError as exc:
+        if error_code(exc) != "ValidationException":
+            raise
+        retrying(state.update, actions=[QueueState.pending.set(QueueState.pending | {}),
+                                        QueueState.holds.set(QueueState.holds | {})])
+        retrying(state.update, actions=actions, condition=condition)
+
+
 def reserve_positions(pq: str, count: int, batch_token: str | None = None,
-                      deadline: int | None = None, version: int | None = None) -> int:
+                      deadline: int | None = None, version: int | None = None,
+                      holds: dict[str, int] | None = None) -> int:
     """Reserve `count` consecutive positions; returns the first.
 
     With a batch token, the same write lists the batch as pending until
     `deadline`, so readers hide its messages until the post commits. Given
     the queue's `version`, only while the queue is at it (else StaleQueue).
+    The same write counts the messages for stats, and their delays (`holds`).
     """
     base = random.getrandbits(RANDOM_BASE_BITS)
     state = QueueState(pq, STATE_KEY)
     # The first post of a queue also starts the claim cursor at its first
     # position, so claimers do not start with a gap below it.
     actions = [QueueState.counter.set((QueueState.counter | base) + count),
-               QueueState.cursor.set(QueueState.cursor | base + 1)]
+               QueueState.cursor.set(QueueState.cursor | base + 1),
+               QueueState.posted.add(count)] + add_holds(holds or {})
     if batch_token is not None:
         actions.append(QueueState.pending[batch_token].set(deadline))
     condition = None
@@ -163,15 +197,7 @@ def reserve_positions(pq: str, count: int, batch_token: str | None = None,
         condition = (QueueState.version == version if version
                      else QueueState.version.does_not_exist())
     try:
-        try:
-            retrying(state.update, actions=actions, condition=condition)
-        except UpdateError as exc:
-            if batch_token is None or error_code(exc) != "ValidationException":
-                raise
-            # The queue's first multi-message post: the map must exist first.
-            retrying(state.update, actions=[QueueState.pending.set(
-                QueueState.pending | {})])
-            retrying(state.update, actions=actions, condition=condition)
+        update_creating_maps(state, actions, condition)
     except UpdateError as exc:
         if version is not None and condition_failed(exc):
             raise StaleQueue() from None
@@ -271,22 +297,29 @@ def post(project: str, queue: str, messages: list[dict], client_id: str,
     """
     pq = queue_key(project, queue)
     batch_token = f"{random.getrandbits(32):08x}" if len(messages) > 1 else None
-    deadline = clock.now_ms() + POST_ABORT_MS
-    first = retrying(reserve_positions, pq, len(messages), batch_token, deadline, version)
-    reserved_at = clock.now_ms()
+    started = clock.now_ms()
+    deadline = started + POST_ABORT_MS
+    # Messages date from `started`, so the reservation can count their delays.
+    delays = {}
+    for message in messages:
+        if message.get("delay"):
+            key = hold_key("d", started + message["delay"] * 1000)
+            delays[key] = delays.get(key, 0) + 1
+    first = retrying(reserve_positions, pq, len(messages), batch_token, deadline, version,
+                     delays)
     records, delayed = [], {}
     for offset, message in enumerate(messages):
         position = first + offset
         body_text = json.dumps(message["body"])
-        expires = reserved_at + message["ttl"] * 1000
+        expires = started + message["ttl"] * 1000
         record = MessageRecord(
             pq, position_key(position), message_id=message_id_of(position),
-            body=body_text, ttl=message["ttl"], created=reserved_at,
+            body=body_text, ttl=message["ttl"], created=started,
             expires=expires, expires_at=expires // 1000 + 1, client_id=client_id,
             claim_count=0, batch_token=batch_token,
             checksum=checksum(body_text) if enable_checksum else None)
         if message.get("delay"):
-            record.claim_expires = reserved_at + message["delay"] * 1000
+            record.claim_expires = started + message["delay"] * 1000
             delayed.setdefault(record.claim_expires, []).append(position)
         records.append(record)
     timers = [delay_timer(pq, due, positions) for due, positions in delayed.items()]
@@ -297,11 +330,33 @@ def post(project: str, queue: str, messages: list[dict], client_id: str,
     except Exception:
         # Take back whatever landed, so the client's retry leaves no duplicate
         # (if this fails too, the batch stays hidden: it never committed).
+        # Stats hear of it first; should that fail, the take-back goes on
+        # regardless, and stats count the post's messages (see stats.py).
+        try:
+            void_positions(pq, first, len(messages), delays)
+        except Exception:
+            log.exception("stats of %s still count a failed post", pq)
         batch_write(deletes=records + timers)
         if batch_token is not None:
             commit_batch(pq, batch_token)  # nothing of it is left to hide
         raise
     return [record.message_id for record in records]
+
+
+def void_positions(pq: str, first: int, count: int, delays: dict[str, int]) -> None:
+    """Tell stats that the positions a failed post reserved hold nothing: its
+    reservation counted them, and the removal of those that landed must not
+    count again (see stats.py). Before they are removed, so that the stream
+    handler, reading the stats item after a removal, knows."""
+    client = MessageRecord._get_connection().connection.client
+    retrying(client.update_item, TableName=MessageRecord.Meta.table_name,
+             Key={"pq": {"S": pq}, "sk": {"S": STATS_KEY}},
+             UpdateExpression="ADD vd :count, fr :range",
+             ExpressionAttributeValues={":count": {"N": str(count)},
+                                        ":range": {"SS": [f"{first}:{first + count - 1}"]}})
+    if delays:
+        update_creating_maps(QueueState(pq, STATE_KEY),
+                             add_holds({key: -n for key, n in delays.items()}))
 
 
 def write_within(records: list[MessageRecord | ClaimRecord], deadline: int) -> None:
@@ -399,13 +454,14 @@ def delete_queue_contents(project: str, queue: str) -> None:
     """Hand what a deleted queue leaves to the sweeper, without waiting on it.
 
     The leftovers are already invisible: a queue created again under the name
-    starts above them (its floor). Only the stats counters go at once. The
+    starts above them (its floor). Only what stats count goes at once. The
     state item (the position counter) is kept, so message ids are never handed
     out twice under one name.
     """
     pq = queue_key(project, queue)
     retrying(SweepJob(SWEEP_JOBS_KEY, pq, deleted=clock.now_ms()).save)
     retrying(MessageRecord(pq, STATS_KEY).delete)
+    retrying(QueueState(pq, STATE_KEY).update, actions=[QueueState.holds.remove()])
 
 
 def purge(project: str, queue: str) -> None:

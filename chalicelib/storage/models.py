@@ -71,13 +71,13 @@ class QueueRecord(Model):
 # The messages table holds, under one partition per queue (`pq`):
 #   sk "m#<position>"    a message; its id is the position in 16 hex digits
 #   sk "s"               the queue's state: position counter, claim cursor
-#   sk "t"               the queue's stats counters (see stats.py)
+#   sk "t"               what the stream handler counts for stats (see stats.py)
 #   sk "c#<due><rand>"   a claim record or a timer: something that holds
 #                        messages until <due> (see claims.py)
 MESSAGE_PREFIX = "m#"
 CLAIM_PREFIX = "c#"
 STATE_KEY = "s"
-STATS_KEY = "t"  # counters kept from the stream, see stats.py
+STATS_KEY = "t"  # removals counted from the stream, see stats.py
 
 
 class MessageRecord(Model):
@@ -122,6 +122,13 @@ class QueueState(Model):
     # Raised before every change to the queue's item (see queues.py): facts
     # of the queue read at another version may be out of date.
     version = NumberAttribute(attr_name="v", null=True)
+    # Kept for stats (see stats.py) by writes that happen anyway: messages
+    # ever reserved (the post's reservation adds them), and holds by the
+    # minute they end, "c<minute>" for claims, "d<minute>" for delays (the
+    # claim's, renewal's or release's state write, the delayed post's
+    # reservation).
+    posted = NumberAttribute(attr_name="np", null=True)
+    holds = MapAttribute(attr_name="hs", null=True)
 
 
 class ClaimRecord(Model):

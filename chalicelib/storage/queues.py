@@ -86,7 +86,9 @@ def _next_floor(project, name):
                          consistent_read=True)
     except DoesNotExist:
         return 0
-    return int(state.counter or 0) + 1
+    # No position handed out yet: none to hide, and stats count from the
+    # first post (stats.py).
+    return 0 if state.counter is None else int(state.counter) + 1
 
 
 def create(project: str, name: str, metadata: dict | None) -> bool:

@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass
 
 from chalicelib import clock
-from chalicelib.actions import claims, health, messages, queues, subscriptions
+from chalicelib.actions import claims, health, messages, queues, subscriptions, topics
 from chalicelib.actions.home import home_document
 from chalicelib.errors import Conflict, ServiceUnavailable
 from chalicelib.validation import Context
@@ -178,16 +178,17 @@ def claim_delete(call):
 
 def subscription_create(call):
     """Without a subscriber, the connection itself subscribes (§10.4). A
-    subscriber the queue already has is a 409, whether or not confirmed."""
+    subscriber the queue already has is a 409, whether or not confirmed.
+    Beyond Zaqar, `"topic": true` subscribes to the topic of that name."""
     name = call.body["queue_name"]
+    ctx = topics.context(call.ctx) if call.body.get("topic") else call.ctx
     document = {key: call.body[key] for key in ("subscriber", "ttl", "options")
                 if key in call.body}
     try:
         if "subscriber" in document:
-            subscription_id, created = subscriptions.create(call.ctx, name, document)
+            subscription_id, created = subscriptions.create(ctx, name, document)
         else:
-            subscription_id, created = push.subscribe(call.ctx, name, call.subscriber,
-                                                      document)
+            subscription_id, created = push.subscribe(ctx, name, call.subscriber, document)
     except Conflict:
         created = False
     if not created:

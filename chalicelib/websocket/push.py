@@ -14,6 +14,7 @@ from chalice.app import WebsocketDisconnectedError
 from chalicelib.actions.messages import load_queue
 from chalicelib.notify import delivery
 from chalicelib.notify.transports import DELIVERED, Outcome
+from chalicelib.storage.base import TOPIC_SPACE
 from chalicelib.validation import check_queue_name, validate
 from chalicelib.websocket import frames
 
@@ -96,7 +97,8 @@ def subscribe(ctx, queue_name, connection_subscriber, document):
         document.get("options") or {})
     if created:
         _, _, connection_id, _ = parse(connection_subscriber)
-        _connections().remember_subscription(connection_id, queue_name, subscription.id)
+        _connections().remember_subscription(connection_id, queue_name, subscription.id,
+                                             topic=ctx.project.endswith(TOPIC_SPACE))
     return subscription.id, created
 
 

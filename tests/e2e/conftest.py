@@ -109,7 +109,8 @@ def project_of(issued):
 @pytest.fixture(scope="module")
 def beta_resources(runner, tokens, project_of):
     """A queue of beta's with metadata, a message, a claim on another, a
-    subscription and an API key: what alpha's probes must not reach."""
+    subscription, a topic with a message and a subscriber, and an API key:
+    what alpha's probes must not reach."""
     queue = f"beta-{uuid.uuid4().hex[:8]}"
     token = tokens(BETA)
     assert ask(runner, "PUT", f"/v2/queues/{queue}", token, {"secret": SECRET}).status_code == 201
@@ -122,11 +123,18 @@ def beta_resources(runner, tokens, project_of):
     claimed_id = claimed.json()["messages"][0]["href"].rsplit("/", 1)[1]
     subscribed = ask(runner, "POST", f"/v2/queues/{queue}/subscriptions", token,
                      {"subscriber": "http://127.0.0.1:9/beta-hook", "ttl": 3000})
+    # And a topic of the same name, with a message and a subscriber of its own.
+    topic = f"/v2/topics/{queue}"
+    assert ask(runner, "PUT", topic, token, {"secret": SECRET}).status_code == 201
+    assert ask(runner, "POST", f"{topic}/messages", token,
+               {"messages": [{"body": SECRET, "ttl": 3000}]}).status_code == 201
+    assert ask(runner, "POST", f"{topic}/subscriptions", token,
+               {"subscriber": "http://127.0.0.1:9/beta-hook", "ttl": 3000}).status_code == 201
     key = ask(runner, "POST", "/v2/keys", tokens(local_keystone.ADMIN), {
         "project": project_of(BETA), "roles": ["member"], "name": "beta's"}).json()
-    return {"queue_name": queue, "message_id": message_id, "claim_id": claim_id,
-            "claimed_id": claimed_id, "key_id": key["id"], "key": key["key"],
-            "subscription_id": subscribed.json()["subscription_id"]}
+    return {"queue_name": queue, "topic_name": queue, "message_id": message_id,
+            "claim_id": claim_id, "claimed_id": claimed_id, "key_id": key["id"],
+            "key": key["key"], "subscription_id": subscribed.json()["subscription_id"]}
 
 
 @pytest.fixture(scope="module")

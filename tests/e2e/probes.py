@@ -34,6 +34,12 @@ def beta_state(runner, tokens, found):
              ask(runner, "GET", f"{queue}/claims/{found['claim_id']}", token).json()["messages"],
              ask(runner, "GET", f"{queue}/subscriptions/{found['subscription_id']}",
                  token).json()]
+    topic = f"/v2/topics/{found['topic_name']}"
+    parts += [ask(runner, "GET", topic, token).json(),
+              [m["body"] for m in ask(runner, "GET", f"{topic}/messages?echo=true",
+                                      token).json()["messages"]],
+              [s["subscriber"] for s in ask(runner, "GET", f"{topic}/subscriptions",
+                                            token).json()["subscriptions"]]]
     for listing in parts[1:3]:
         for message in listing:
             message.pop("age", None), message.pop("ttl", None)

@@ -216,6 +216,15 @@ def test_the_openstack_messaging_cli(runner, keystone):
     # The CLI shows a claimed message's body under "Messages".
     assert [(message["Message_ID"], message["Messages"]) for message in claimed] == [
         (listed["ID"], {"n": 1})]
+    # `subscription update --ttl` sends {"subscriber": null, "ttl": 7200,
+    # "options": {}} (its --options default): the null leaves the subscriber
+    # as is, the {} replaces the options, as on Zaqar.
+    created = openstack("subscription", "create", queue, "https://example.com/hook", "3600",
+                        "--options", '{"replaced": true}', table=True)
+    openstack("subscription", "update", queue, created["ID"], "--ttl", "7200", table=True)
+    shown = openstack("subscription", "show", queue, created["ID"], table=True)
+    assert (shown["TTL"], shown["Subscriber"], shown["Options"]) == (
+        7200, "https://example.com/hook", {})
     openstack("queue", "delete", queue)
     assert queue not in [entry["Name"] for entry in openstack("queue", "list", table=True)]
 
