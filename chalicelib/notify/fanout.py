@@ -11,8 +11,6 @@ post a second copy.
 from urllib.parse import urlsplit
 
 from chalicelib.notify.transports import DELIVERED
-from chalicelib.storage import messages as message_store
-from chalicelib.storage import queues as queue_store
 from chalicelib.storage.base import TOPIC_SPACE
 
 SCHEME = "queue"
@@ -39,6 +37,10 @@ def queue_named(subscriber: str) -> str:
 
 def post_copy(subscription, payload):
     """Post the notified message to the subscriber's queue: an Outcome."""
+    # The stores on first use: the API imports this module for owner(), and
+    # their pynamodb costs ~150 ms of a cold start that may post nothing.
+    from chalicelib.storage import messages as message_store
+    from chalicelib.storage import queues as queue_store
     project, _ = owner(subscription.queue.rsplit("/", 1)[0])
     queue = queue_named(subscription.subscriber)
     if queue_store.get_metadata(project, queue) is None:

@@ -13,6 +13,7 @@ operations: a method that is not described is answered 405.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import posixpath
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from chalicelib.auth import gateway
 from chalicelib.rest import JSON, add_method_fallbacks
+from chalicelib.rest.topics import TOPICS
 from chalicelib.validation import PROJECT_ID_MAX, QUEUE_NAME_MAX, SCHEMA_DIR, resolve_placeholders
 
 if TYPE_CHECKING:
@@ -176,6 +178,10 @@ OPERATIONS = {
         "Confirm (or unsubscribe) a subscription", _ok(NO_CONTENT, location=True, status=204),
         body="subscription_confirm", body_required=True,
         notes={404: "No such subscription"}),
+    "claim_topic": Operation("Not served: topics have no claims",
+                             {404: Answer("As for a path Zaqar does not have", "responses/error")}),
+    "topic_claim": Operation("Not served: topics have no claims",
+                             {404: Answer("As for a path Zaqar does not have", "responses/error")}),
     "create_key": Operation(
         "Issue an API key for a project (admin; shown this once)",
         _ok("The key and its record", "responses/key_issued", location=True, status=201),
@@ -189,6 +195,11 @@ OPERATIONS = {
     "revoke_key": Operation("Revoke an API key (admin)", _ok(NO_CONTENT, status=204),
                             notes={404: "No such key, or the stage takes no API keys"}),
 }
+
+# A topic route runs its queue route's view (rest/topics.py): the same
+# operation, but a list of topics.
+TOPIC_BODIES = {"responses/queue_list": "responses/topic_list"}
+NAMED_PARAMETERS = ("queue_name", "topic_name")  # path parameters with a schema of their own
 
 SIGNATURE_404 = "a URL signature that does not hold, or a path that names nothing"
 ERRORS = {
@@ -254,14 +265,13 @@ def _components_parameters(settings: Settings) -> dict[str, dict]:
                      "schema": client_id},
         "ProjectID": {"name": "X-Project-ID", "in": "header",
                       # Behind Keystone the token names the project.
-                      "required": settings.auth_strategy != "keystone",
+                      "required": settings.auth_strategy == "noauth",
                       "description": "The project acted for",
                       "schema": {"type": "string", "minLength": 1,
                                  "maxLength": PROJECT_ID_MAX}},
-        "queue_name": {"name": "queue_name", "in": "path", "required": True,
-                       "schema": {"type": "string",
-                                  "pattern": f"^[a-zA-Z0-9_.-]{{1,{QUEUE_NAME_MAX}}}$",
-                                  "not": {"enum": [".", ".."]}}},
+        **{name: {"name": name, "in": "path", "required": True, "schema": {
+            "type": "string", "pattern": f"^[a-zA-Z0-9_.-]{{1,{QUEUE_NAME_MAX}}}$",
+            "not": {"enum": [".", ".."]}}} for name in NAMED_PARAMETERS},
     }
 
 
@@ -351,7 +361,7 @@ def _responses(operation: Operation, guarded: bool, settings: Settings,
     statuses = set(operation.notes) | {406}
     if guarded:
         statuses |= {400, 403, 404, 503}
-        if settings.auth_strategy == "keystone":
+        if settings.auth_strategy != "noauth":
             statuses.add(401)
     if operation.body is not None:
         statuses.add(400)
@@ -360,25 +370,36 @@ def _responses(operation: Operation, guarded: bool, settings: Settings,
         if status == 404 and status in operation.notes and guarded:
             text += f"; or {SIGNATURE_404}"
         answers[str(status)] = {"description": text, "headers": _error_headers(
-            status, guarded and settings.auth_strategy == "keystone"),
+            status, guarded and settings.auth_strategy != "noauth"),
                                 "content": error}
     return answers
 
 
+def _as_topic(operation: Operation) -> Operation:
+    """A queue route's operation as its topic twin answers it (rest/topics.py):
+    a list of topics, and no links to queue operations."""
+    return dataclasses.replace(operation, answers={
+        status: dataclasses.replace(answer, body=TOPIC_BODIES.get(answer.body, answer.body),
+                                    next_on_queue=())
+        for status, answer in operation.answers.items()})
+
+
 def _operation(view_name: str, method: str, path: str, settings: Settings,
                schemas: _Schemas) -> dict:
-    operation = OPERATIONS[view_name]
+    topic = path.startswith(TOPICS)
+    operation = _as_topic(OPERATIONS[view_name]) if topic else OPERATIONS[view_name]
     guarded = not gateway.is_open(method, path)
     query = _query_parameters(settings)
     parameters = [{"$ref": f"#/components/parameters/{name}"}
-                  for name in PATH_PARAMETER.findall(path) if name == "queue_name"]
+                  for name in PATH_PARAMETER.findall(path) if name in NAMED_PARAMETERS]
     parameters += [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-                   for name in PATH_PARAMETER.findall(path) if name != "queue_name"]
+                   for name in PATH_PARAMETER.findall(path) if name not in NAMED_PARAMETERS]
     if guarded:
         parameters += [{"$ref": "#/components/parameters/ClientID"},
                        {"$ref": "#/components/parameters/ProjectID"}]
     parameters += [query[name] for name in operation.query]
-    described = {"operationId": view_name, "summary": operation.summary,
+    described = {"operationId": f"topic_{view_name}" if topic else view_name,
+                 "summary": operation.summary,
                  "responses": _responses(operation, guarded, settings, schemas)}
     if parameters:
         described["parameters"] = parameters
@@ -442,6 +463,6 @@ def describe(app, settings: Settings) -> dict:
                        "headers": _headers(),
                        "securitySchemes": _security_schemes()},
     }
-    if settings.auth_strategy == "keystone":
+    if settings.auth_strategy != "noauth":
         document["security"] = [{"keystone": []}]
     return document
