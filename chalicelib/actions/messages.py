@@ -100,7 +100,7 @@ def post(ctx: Context, queue_name: str, document: object,
         default_delay = (metadata or {}).get("_default_message_delay") or 0
         checked = document if default_delay else without_delays(document)
         validate("messages_post", checked, settings)
-        quotas.check_new_messages(ctx, queue_name, len(checked["messages"]))
+        quotas.check_new_messages(ctx, queue_name, len(checked["messages"]), facts)
         version = facts.version if facts else None
         if metadata is None:
             # Created only once the post is known to be good: a bad one

@@ -7,16 +7,16 @@ Each check reads what storage keeps anyway, at a cost bounded by the quota,
 never by a queue's depth, and writes nothing:
 
 * queues: the project's queue count, only when a queue is about to be made;
-* messages: the queue's stats item (storage.stats), one read per post. It
-  follows the messages table's stream, so it lags by the stream's delay
-  (about a second locally; on AWS up to the stats handler's batching window,
-  5 s, and a second): posts made in that window are not counted yet, and a
-  queue can go past its quota by what it receives in that time. Expired
+* messages: the queue's total as its stats count it (storage.stats: one
+  query of the queue's state and stats items per post). Posts count as soon
+  as they return; deletions only once the stream is applied (about a
+  second; on AWS up to the stats handler's 5 s batching window and a
+  second), so a queue just emptied may be refused a little early. Expired
   messages count until removed, as in the stats;
 * subscriptions: a page of at most the quota of the queue's live ones.
 
-Concurrent requests may each see room for one more: the quotas of queues
-and subscriptions can be passed by the number of such requests at once.
+Concurrent requests may each see room for one more: a quota can be passed
+by what the requests made at the same moment add.
 """
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from chalicelib.actions import storage
 from chalicelib.errors import QuotaExceeded
 
 if TYPE_CHECKING:
+    from chalicelib.storage.base import QueueFacts
     from chalicelib.validation import Context
 
 
@@ -37,12 +38,14 @@ def check_new_queue(ctx: Context) -> None:
                             f"service allows a project (max_queues_per_project: {limit}).")
 
 
-def check_new_messages(ctx: Context, queue_name: str, adding: int) -> None:
-    """Before `adding` messages are posted to the queue."""
+def check_new_messages(ctx: Context, queue_name: str, adding: int,
+                       facts: QueueFacts | None) -> None:
+    """Before `adding` messages are posted to the queue (None: not made yet)."""
     limit = ctx.settings.max_messages_per_queue
     if not limit:
         return
-    held = storage(ctx).stats.message_total(ctx.project, queue_name)
+    held = 0 if facts is None else storage(ctx).stats.message_total(
+        ctx.project, queue_name, facts.floor)
     if held + adding > limit:
         raise QuotaExceeded(f"Queue {queue_name} holds {held} messages; {adding} more would "
                             f"pass the most it may hold (max_messages_per_queue: {limit}).")

@@ -231,9 +231,10 @@ class StatsStore(Protocol):
         """({"claimed", "delayed", "free", "total"}, oldest Message, newest
         Message); a message is None when there is none."""
 
-    def message_total(self, project: str, queue: str) -> int:
-        """How many messages the queue holds, free, claimed or delayed, as
-        queue_stats counts them (one item read, whatever the depth)."""
+    def message_total(self, project: str, queue: str, floor: int) -> int:
+        """How many messages the queue (of this `floor`) holds, free, claimed
+        or delayed, as queue_stats counts them (one query of two items,
+        whatever the depth)."""
 
     def apply_stream_records(self, records: list[dict]) -> list[str]:
         """The sequence numbers to deliver again (a queue whose counters

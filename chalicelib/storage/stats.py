@@ -238,8 +238,12 @@ def _edge_message(pq, floor, now, newest, hidden):
     return None
 
 
-def message_total(project: str, queue: str) -> int:
-    return max(0, _load(queue_key(project, queue)).get("tot", 0))
+def _total(state, counts, floor):
+    return max(0, _reserved(state, floor) - counts.get(REMOVED, 0) - counts.get(VOID, 0))
+
+
+def message_total(project: str, queue: str, floor: int) -> int:
+    return _total(*_state_and_counts(queue_key(project, queue)), floor)
 
 
 def queue_stats(project: str, queue: str,
@@ -249,7 +253,7 @@ def queue_stats(project: str, queue: str,
     pq = queue_key(project, queue)
     now = clock.now_ms()
     state, counts = _state_and_counts(pq)
-    total = max(0, _reserved(state, floor) - counts.get(REMOVED, 0) - counts.get(VOID, 0))
+    total = _total(state, counts, floor)
     holds = state.holds.as_dict() if state.holds is not None else {}
     kept, removed = _live_holds(holds, "", now), _live_holds(counts, "h", now)
     claimed = min(total, max(0, kept["c"] + removed["c"]))
