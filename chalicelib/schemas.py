@@ -150,31 +150,28 @@ class Schema:
             for index, item in enumerate(instance):
                 yield from self._failures(items, item, (*path, index))
 
-    def _min_items(self, least, instance, schema, path):
-        if isinstance(instance, list) and len(instance) < least:
-            words = "should be non-empty" if least == 1 else "is too short"
-            yield Failure("minItems", schema, instance, path, f"{instance!r} {words}")
+    def _too_short(keyword, kind):  # minItems of lists, minLength of strings
+        def check(self, least, instance, schema, path):
+            if isinstance(instance, kind) and len(instance) < least:
+                words = "should be non-empty" if least == 1 else "is too short"
+                yield Failure(keyword, schema, instance, path, f"{instance!r} {words}")
+        return check
 
-    def _max_items(self, most, instance, schema, path):
-        if isinstance(instance, list) and len(instance) > most:
-            words = "is expected to be empty" if most == 0 else "is too long"
-            yield Failure("maxItems", schema, instance, path, f"{instance!r} {words}")
+    def _too_long(keyword, kind):  # maxItems of lists, maxLength of strings
+        def check(self, most, instance, schema, path):
+            if isinstance(instance, kind) and len(instance) > most:
+                words = "is expected to be empty" if most == 0 else "is too long"
+                yield Failure(keyword, schema, instance, path, f"{instance!r} {words}")
+        return check
+
+    _min_items, _max_items = _too_short("minItems", list), _too_long("maxItems", list)
+    _min_length, _max_length = _too_short("minLength", str), _too_long("maxLength", str)
 
     def _unique_items(self, unique, instance, schema, path):
         if unique and isinstance(instance, list) and (
                 len({_identity(item) for item in instance}) < len(instance)):
             yield Failure("uniqueItems", schema, instance, path,
                           f"{instance!r} has non-unique elements")
-
-    def _min_length(self, least, instance, schema, path):
-        if isinstance(instance, str) and len(instance) < least:
-            words = "should be non-empty" if least == 1 else "is too short"
-            yield Failure("minLength", schema, instance, path, f"{instance!r} {words}")
-
-    def _max_length(self, most, instance, schema, path):
-        if isinstance(instance, str) and len(instance) > most:
-            words = "is expected to be empty" if most == 0 else "is too long"
-            yield Failure("maxLength", schema, instance, path, f"{instance!r} {words}")
 
     def _additional_properties(self, allowed, instance, schema, path):
         if not isinstance(instance, dict):

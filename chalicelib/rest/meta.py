@@ -5,7 +5,7 @@ from chalice import Blueprint
 from chalicelib.actions import health as health_action
 from chalicelib.actions.home import home_document
 from chalicelib.errors import NotFound
-from chalicelib.rest import openapi, respond, route
+from chalicelib.rest import respond, route
 
 bp = Blueprint(__name__)
 
@@ -33,6 +33,7 @@ def home(call):
 
 @route(bp, "/v2/openapi.json", ["GET"], None)
 def openapi_description(call):
+    from chalicelib.rest import openapi  # on first use: ~20 ms of every cold start otherwise
     return respond(200, openapi.describe(bp.current_app, call.settings))
 
 

@@ -5,11 +5,11 @@ by administrators, with a scan.
 """
 from __future__ import annotations
 
-from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
+from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from chalicelib.storage.base import ApiKey
 from chalicelib.storage.models import KeyRecord
-from chalicelib.storage.retry import condition_failed, retrying
+from chalicelib.storage.retry import condition_failed, retrying, saved_if
 
 KEPT_AFTER_EXPIRY_S = 30 * 86400
 
@@ -29,13 +29,7 @@ def create(key: ApiKey) -> bool:
                        expires=key.expires, revoked=key.revoked, last_used=key.last_used,
                        expires_at=None if key.expires is None
                        else key.expires // 1000 + KEPT_AFTER_EXPIRY_S)
-    try:
-        retrying(record.save, condition=KeyRecord.key_id.does_not_exist())
-    except PutError as exc:
-        if condition_failed(exc):
-            return False
-        raise
-    return True
+    return saved_if(record, KeyRecord.key_id.does_not_exist())
 
 
 def get(key_id: str) -> ApiKey | None:

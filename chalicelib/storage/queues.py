@@ -20,12 +20,12 @@ import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
-from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, UpdateError
+from pynamodb.exceptions import DeleteError, DoesNotExist, UpdateError
 
 from chalicelib import clock
 from chalicelib.storage.base import QueueFacts
 from chalicelib.storage.models import STATE_KEY, QueueRecord, QueueState, queue_key
-from chalicelib.storage.retry import condition_failed, retrying
+from chalicelib.storage.retry import condition_failed, retrying, saved_if
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -97,13 +97,7 @@ def create(project: str, name: str, metadata: dict | None) -> bool:
     record = QueueRecord(project, name, metadata=json.dumps(metadata or {}),
                          created=clock.now_ms(), floor=floor,
                          version=_new_version(project, name))
-    try:
-        retrying(record.save, condition=QueueRecord.name.does_not_exist())
-    except PutError as exc:
-        if condition_failed(exc):
-            return False
-        raise
-    return True
+    return saved_if(record, QueueRecord.name.does_not_exist())
 
 
 def get_metadata(project: str, name: str) -> dict | None:

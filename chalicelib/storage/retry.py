@@ -8,6 +8,7 @@ import random
 import time
 
 from botocore.exceptions import BotoCoreError, ClientError
+from pynamodb.exceptions import PutError
 
 from chalicelib.errors import ServiceUnavailable
 from chalicelib.storage.errors import is_backend_failure
@@ -59,3 +60,15 @@ def retrying(operation, *args, **kwargs):
 def condition_failed(exc):
     """True when a write was refused because its condition did not hold."""
     return error_code(exc) == "ConditionalCheckFailedException"
+
+
+def saved_if(record, condition):
+    """Save `record` if `condition` holds (retried as above); False, and
+    nothing written, when it does not."""
+    try:
+        retrying(record.save, condition=condition)
+    except PutError as exc:
+        if condition_failed(exc):
+            return False
+        raise
+    return True
