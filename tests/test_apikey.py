@@ -178,7 +178,9 @@ def test_the_admin_routes_check_what_they_are_given(client, admin, stage):
                  {"project": "a", "roles": ["a,b"], "name": "x"},
                  {"project": "", "roles": [], "name": "x"},
                  {"project": "a", "roles": [], "name": "x", "ttl": 5},
-                 {"project": "a", "roles": [], "name": "x", "owner": "me"}):
+                 {"project": "a", "roles": [], "name": "x", "owner": "me"},
+                 # would name project a's topics (storage.base.TOPIC_SPACE)
+                 {"project": "a/~topics", "roles": ["member"], "name": "x"}):
         assert ask(client, "POST", "/v2/keys", admin, body).status_code == 400, body
     assert ask(client, "GET", "/v2/keys", admin).status_code == 400  # which project?
     assert ask(client, "GET", "/v2/keys/../x", admin).status_code in (403, 404)

@@ -57,6 +57,9 @@ def test_a_token_of_the_issuer_lands_in_its_project_with_its_roles(client, issue
         assert [queue["name"] for queue in listed.json_body["queues"]] == ["jq"]
     other = ask(client, issuer.token(project="p-other"))
     assert other.json_body["queues"] == []
+    # A claim naming a project's topic space names no project.
+    slashed = ask(client, issuer.token(project="p-web/~topics"))
+    assert (slashed.status_code, slashed.json_body["title"]) == (400, "Project-Id Missing")
     assert ask(client, token, **{"X-Project-ID": "p-other"}).status_code == 403
     assert ask(client, token, path="/v2/health").status_code == 403
     admin = issuer.token(project="p-web", roles=["admin"])

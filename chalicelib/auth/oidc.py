@@ -213,6 +213,8 @@ def authenticate(headers: Mapping[str, str], settings: Settings) -> Identity:
     except _Refused:
         raise unauthorized(settings) from None
     project = claims.get(settings.jwt_project_claim)
-    return Identity(project=project if isinstance(project, str) and project else None,
+    # No "/": it would name another project's topics (storage.base.TOPIC_SPACE).
+    named = isinstance(project, str) and project and "/" not in project
+    return Identity(project=project if named else None,
                     roles=_roles(claims.get(settings.jwt_roles_claim)),
                     expires_ms=int((claims["exp"] + settings.jwt_clock_skew) * 1000))
