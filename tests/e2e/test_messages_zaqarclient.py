@@ -3,17 +3,12 @@ runner over real HTTP."""
 import uuid
 
 import pytest
-from zaqarclient.queues import client
 
-from conftest import CLIENT_ID
+from e2e.clients import noauth_client
 
 OTHER_CLIENT = "4481af92-2b9e-11e3-b191-71861300734c"
 
 
-def zaqar_client(runner_url, project, client_uuid=CLIENT_ID):
-    return client.Client(runner_url, version=2, conf={
-        "client_uuid": client_uuid,
-        "auth_opts": {"backend": "noauth", "options": {"os_project_id": project}}})
 
 
 @pytest.fixture
@@ -22,8 +17,8 @@ def project():
 
 
 def test_post_list_claim_renew_delete_pop(runner_url, project):
-    producer = zaqar_client(runner_url, project)
-    observer = zaqar_client(runner_url, project, OTHER_CLIENT)
+    producer = noauth_client(runner_url, project)
+    observer = noauth_client(runner_url, project, OTHER_CLIENT)
     queue = producer.queue("work", force_create=True)
     queue.post([{"body": {"n": n}, "ttl": 300} for n in range(6)])
 

@@ -7,9 +7,9 @@ import uuid
 
 import pytest
 import requests
-from zaqarclient.queues import client as zaqar
 
 from conftest import CLIENT_ID
+from e2e.clients import noauth_client
 from e2e.conftest import launch
 
 DELIVERY_LIMIT_S = 2.0
@@ -29,11 +29,6 @@ def project():
     return f"e2e-{uuid.uuid4()}"
 
 
-def zaqar_client(url, project):
-    return zaqar.Client(url, version=2, conf={
-        "client_uuid": CLIENT_ID,
-        "auth_opts": {"backend": "noauth", "options": {"os_project_id": project}},
-    })
 
 
 def wait_for(receiver, count, timeout):
@@ -44,7 +39,7 @@ def wait_for(receiver, count, timeout):
 
 
 def test_a_posted_message_reaches_the_webhook_within_2_s(runner_url, project, receiver):
-    cli = zaqar_client(runner_url, project)
+    cli = noauth_client(runner_url, project)
     subscription = cli.subscription("orders", subscriber=f"{receiver.url}/orders", ttl=600)
     assert subscription.id and subscription.confirmed is False
     queue = cli.queue("orders")
@@ -58,7 +53,7 @@ def test_a_posted_message_reaches_the_webhook_within_2_s(runner_url, project, re
 
 def test_two_server_errors_then_success(runner_url, project, receiver):
     receiver.answers = [500, 500, 200]
-    cli = zaqar_client(runner_url, project)
+    cli = noauth_client(runner_url, project)
     cli.subscription("flaky", subscriber=receiver.url, ttl=600)
     cli.queue("flaky").post({"body": "third time lucky"})
     # The default policy retries three times at once.
@@ -69,7 +64,7 @@ def test_two_server_errors_then_success(runner_url, project, receiver):
 
 
 def test_confirmation_comes_first_and_gates_delivery(confirming_url, project, receiver):
-    cli = zaqar_client(confirming_url, project)
+    cli = noauth_client(confirming_url, project)
     cli.subscription("gated", subscriber=receiver.url, ttl=600)
     [request] = wait_for(receiver, 1, DELIVERY_LIMIT_S)
     assert request["Message_Type"] == "SubscriptionConfirmation"
@@ -89,7 +84,7 @@ def test_confirmation_comes_first_and_gates_delivery(confirming_url, project, re
 
 
 def test_later_retries_keep_the_policy_schedule(confirming_url, project, receiver):
-    cli = zaqar_client(confirming_url, project)
+    cli = noauth_client(confirming_url, project)
     policy = {"retries_with_no_delay": 0, "minimum_delay_retries": 1, "minimum_delay": 2,
               "maximum_delay": 12, "maximum_delay_retries": 0}
     subscription = cli.subscription("patient", subscriber=receiver.url, ttl=600,

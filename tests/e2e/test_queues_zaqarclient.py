@@ -3,9 +3,9 @@ import uuid
 
 import pytest
 import requests
-from zaqarclient.queues import client as zaqar
 
-from conftest import CLIENT_ID, headers
+from conftest import headers
+from e2e.clients import noauth_client
 
 
 @pytest.fixture
@@ -15,10 +15,7 @@ def project():
 
 @pytest.fixture
 def cli(runner_url, project):
-    return zaqar.Client(runner_url, version=2, conf={
-        "client_uuid": CLIENT_ID,
-        "auth_opts": {"backend": "noauth", "options": {"os_project_id": project}},
-    })
+    return noauth_client(runner_url, project)
 
 
 def test_queue_lifecycle(cli):

@@ -7,10 +7,9 @@ import uuid
 
 import pytest
 from zaqarclient import transport
-from zaqarclient.queues import client
 from zaqarclient.transport.request import Request
 
-from conftest import CLIENT_ID
+from e2e.clients import noauth_client
 
 
 @pytest.fixture
@@ -20,9 +19,7 @@ def project():
 
 @pytest.fixture
 def zaqar(runner_url, project):
-    return client.Client(runner_url, version=2, conf={
-        "client_uuid": CLIENT_ID,
-        "auth_opts": {"backend": "noauth", "options": {"os_project_id": project}}})
+    return noauth_client(runner_url, project)
 
 
 @pytest.fixture
