@@ -50,7 +50,7 @@ class Launched:
             env=dict(os.environ, PYTHONUNBUFFERED="1", **(environment or {})))
         try:
             self._wait(startup_timeout)
-        except RunnerFailed:
+        except BaseException:  # a timeout, Ctrl-C...: no runner left behind
             self.stop()
             raise
 
@@ -61,7 +61,9 @@ class Launched:
                 answer = requests.get(f"{self.url}/v2/ping", headers=PING_HEADERS, timeout=2)
                 if answer.status_code in (204, 401):
                     return
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
+                # A busy machine's runner may take over 2 s to answer its
+                # first ping: ask again.
                 pass
             time.sleep(0.2)
         raise RunnerFailed(f"the runner did not serve {self.url}/v2/ping:\n{self.log_text()}")
