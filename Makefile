@@ -2,6 +2,8 @@
 # make test     set up, then lint (ruff) and run the whole test suite
 # make package  build the Lambda zip and SAM template of STAGE for ARCH
 #               (x86_64 or arm64) into build/package/$(STAGE)-$(ARCH)/
+# make reference-zaqar  serve a real Zaqar 23.0.1 on Redis on 127.0.0.1, for
+#               side-by-side benchmarks only (bench/reference_zaqar.py; Ctrl-C stops)
 # make deploy   package, then create or update the CloudFormation stack
 #               $(STACK_NAME) with the AWS CLI (see README, Deploying to AWS):
 #   make deploy STAGE=prod S3_BUCKET=my-bucket \
@@ -47,7 +49,7 @@ CHROMIUM_STAMP := .local/chromium/.installed
 CHECKOV_STAMP := .local/checkov/.installed
 CHECKOV_VERSION := 3.3.30
 
-.PHONY: run test package deploy
+.PHONY: run test package deploy reference-zaqar
 
 run: $(VENV_STAMP) $(if $(DYNAMODB_ENDPOINT),,$(DYNAMODB_STAMP))
 	$(VENV)/bin/python -m local.runner --host $(HOST) --port $(PORT) --ws-port $(WS_PORT) \
@@ -69,6 +71,11 @@ deploy: $(VENV_STAMP)
 	$(VENV)/bin/python infra/package.py --stage $(STAGE) --arch $(ARCH) --out $(PACKAGE_DIR) \
 		--deploy --stack-name $(STACK_NAME) $(if $(S3_BUCKET),--s3-bucket $(S3_BUCKET)) \
 		$(foreach parameter,$(PARAMETERS),--parameter $(parameter))
+
+# Zaqar and uwsgi in their own venv (.local/zaqar/venv), Debian's redis-server
+# installed if missing; both started on free ports, stopped on Ctrl-C.
+reference-zaqar: $(VENV_STAMP)
+	$(VENV)/bin/python -m bench.reference_zaqar serve
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
