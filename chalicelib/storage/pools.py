@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 # How long the table-to-pool map of stream handlers is kept (few pools, rare changes).
 STREAM_MAP_SECONDS = 60
 STREAM_TABLE = re.compile(r"^arn:[^:]+:dynamodb:(?P<region>[^:]+):[^:]*:table/(?P<table>[^/]+)/")
-_stream_map: tuple[float, dict[tuple[str, str], str]] = (0.0, {})
+_stream_map: tuple[float, dict[str, dict[str, str]]] = (0.0, {})
 
 
 def _pool_of(record: PoolRecord) -> Pool:
@@ -63,7 +63,8 @@ def list_page(marker: str | None = None, limit: int = 10) -> list[Pool]:
 
 def _updated(name, actions, condition=None):
     """Update an existing pool (under `condition` too); False if refused."""
-    condition = PoolRecord.name.exists() & condition if condition else PoolRecord.name.exists()
+    exists = PoolRecord.name.exists()
+    condition = exists if condition is None else exists & condition
     try:
         retrying(PoolRecord(POOLS_KEY, name).update, actions=actions, condition=condition)
     except UpdateError as exc:
@@ -134,10 +135,16 @@ def of_stream(stream_arn: str) -> str | None:
     if where is None or where["table"] == MessageRecord.Meta.stage_table_name:
         return None
     kept_since, by_table = _stream_map
-    if time.monotonic() - kept_since > STREAM_MAP_SECONDS:
+    age = time.monotonic() - kept_since
+    # Read again when old, or (a new pool's table) when it names no such table.
+    if age > STREAM_MAP_SECONDS or (where["table"] not in by_table and age > 1):
         by_table = {}
         for pool in every():
             place = places.parse(pool.uri)
-            by_table[(place.region, place.table("messages_table"))] = pool.uri
+            by_table.setdefault(place.table("messages_table"), {})[place.region] = pool.uri
         _stream_map = (time.monotonic(), by_table)
-    return by_table.get((where["region"], where["table"]))
+    in_regions = by_table.get(where["table"], {})
+    # DynamoDB Local names every region "ddblocal": a table's name then tells.
+    if where["region"] not in in_regions and len(in_regions) == 1:
+        return next(iter(in_regions.values()))
+    return in_regions.get(where["region"])
