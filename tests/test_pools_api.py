@@ -6,11 +6,15 @@ import dataclasses
 import json
 
 import pytest
+import test_websocket
 
 from chalicelib import config, rest
 from chalicelib.storage import places
 from chalicelib.storage.models import MessageRecord, queue_key
 from conftest import headers
+
+# The websocket tests' fixture: frames handed to the app's handlers.
+gateway = test_websocket.gateway
 
 URI = "dynamodb://us-east-1/pool-one"
 ADMIN = {"X_Roles": "admin"}
@@ -129,3 +133,30 @@ def test_a_queue_of_a_flavor_is_served_from_its_pool(pooling):
     unknown = put(pooling, "/v2/queues/other", {"_flavor": "silver"})
     assert (unknown.status_code, unknown.json_body["description"]) == (
         400, "Flavor silver does not exist.")
+
+
+def test_pools_and_flavors_over_the_websocket(pooling, monkeypatch, gateway):
+    monkeypatch.setenv("POOLING", "true")
+    ws = gateway.connect()
+    admin = {"X_Roles": "admin"}
+    created = ws.ask("pool_create", {"pool_name": "one", "weight": 2, "uri": URI}, **admin)
+    assert (created["headers"]["status"], created["body"]) == (201, "Pool one created.")
+    assert ws.ask("pool_create", {"pool_name": "one", "weight": 2, "uri": URI},
+                  **admin)["headers"]["status"] == 409
+    assert ws.ask("flavor_create", {"flavor_name": "gold", "pool_list": ["one"]},
+                  **admin)["headers"]["status"] == 201
+    shown = ws.ask("pool_get", {"pool_name": "one"}, **admin)["body"]
+    assert (shown["weight"], shown["flavor"]) == (2, "gold")
+    assert ws.ask("flavor_get", {"flavor_name": "gold"})["body"]["pool_list"] == ["one"]
+    assert [pool["name"] for pool in ws.ask("pool_list", {}, **admin)["body"]["pools"]] == [
+        "one"]
+    refused = ws.ask("pool_delete", {"pool_name": "one"}, **admin)
+    assert (refused["headers"]["status"], refused["body"]["error"]) == (403, "Unable to delete")
+    assert ws.ask("pool_create", {"pool_name": "one"}, X_Roles="member")["headers"][
+        "status"] == 403
+    assert ws.ask("queue_create", {"queue_name": "placed", "metadata": {"_flavor": "gold"}})[
+        "headers"]["status"] == 201
+    assert ws.ask("message_post", {"queue_name": "placed", "messages": [{"body": 1}]})[
+        "headers"]["status"] == 201
+    with places.at(URI):
+        assert len(list(MessageRecord.query(queue_key("test-project", "placed")))) == 2

@@ -5,6 +5,7 @@ weight. The routes exist on stages with both admin_mode and pooling."""
 from __future__ import annotations
 
 import random
+import re
 from typing import TYPE_CHECKING
 
 from chalicelib.actions import storage
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
     from chalicelib.validation import Context
 
 POOL_FIELDS = ("uri", "weight", "flavor", "options")
+NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 # What a pool's DynamoDB table gives a flavor's queues (Zaqar's names).
 CAPABILITIES = ["FIFO", "CLAIMS", "DURABILITY", "AOD", "HIGH_THROUGHPUT"]
 
@@ -25,8 +27,12 @@ def check_enabled(ctx: Context) -> None:
         raise NotFound(title="404 Not Found")  # as Zaqar, which has no such route then
 
 
-def _places(ctx):
+def _places(ctx, kind=None, name=None):
+    """The pools' store, once the stage has them and `name` is a name."""
     check_enabled(ctx)
+    if kind is not None and not (isinstance(name, str) and NAME.match(name)):
+        raise BadRequest(f"The {kind} name may have at most 64 letters, digits, "
+                         "underscores or hyphens.")
     return storage(ctx).pools
 
 
@@ -53,7 +59,7 @@ def shown_pool(pool: Pool, detailed: bool = True) -> dict:
 
 
 def create_pool(ctx: Context, name: str, document: object) -> None:
-    pools = _places(ctx)
+    pools = _places(ctx, "pool", name)
     validate("pool", document, ctx.settings)
     missing = [field for field in ("weight", "uri") if field not in document]
     if missing:
@@ -67,7 +73,7 @@ def create_pool(ctx: Context, name: str, document: object) -> None:
 
 
 def get_pool(ctx: Context, name: str) -> Pool:
-    pool = _places(ctx).get(name)
+    pool = _places(ctx, "pool", name).get(name)
     if pool is None:
         raise NotFound(f"Pool {name} does not exist.")
     return pool
@@ -80,7 +86,7 @@ def list_pools(ctx: Context, marker: str | None, limit: int | None) -> list[Pool
 
 
 def update_pool(ctx: Context, name: str, document: object) -> Pool:
-    pools = _places(ctx)
+    pools = _places(ctx, "pool", name)
     validate("pool", document, ctx.settings)
     if not any(field in document for field in POOL_FIELDS):
         raise BadRequest("One of `uri`, `weight`, `flavor`, or `options` needs to be "
@@ -99,7 +105,7 @@ def update_pool(ctx: Context, name: str, document: object) -> Pool:
 
 
 def delete_pool(ctx: Context, name: str) -> None:
-    pools = _places(ctx)
+    pools = _places(ctx, "pool", name)
     while True:  # again if the pool's flavor changed between the read and the delete
         pool = pools.get(name)
         if pool is None:
@@ -133,14 +139,14 @@ def _regroup(ctx, name, pool_list):
 
 
 def create_flavor(ctx: Context, name: str, document: object) -> None:
-    _places(ctx)
+    _places(ctx, "flavor", name)
     validate("flavor", document, ctx.settings)
     _regroup(ctx, name, document["pool_list"])
     storage(ctx).flavors.save(Flavor(name, document.get("capabilities") or {}))
 
 
 def get_flavor(ctx: Context, name: str) -> Flavor:
-    _places(ctx)
+    _places(ctx, "flavor", name)
     flavor = storage(ctx).flavors.get(name)
     if flavor is None:
         raise NotFound(f"Flavor {name} does not exist.")
@@ -165,7 +171,7 @@ def update_flavor(ctx: Context, name: str, document: object) -> Flavor:
 
 
 def delete_flavor(ctx: Context, name: str) -> None:
-    _places(ctx)
+    _places(ctx, "flavor", name)
     storage(ctx).flavors.delete(name)
     # Its pools are free again (to be deleted, or grouped anew).
     for pool in storage(ctx).pools.in_flavor(name):

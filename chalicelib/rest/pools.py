@@ -1,24 +1,14 @@
 """Pools and flavors (admin; contract §3.6-3.7), on stages with admin_mode
 and pooling: see actions/pools.py."""
-import re
 from urllib.parse import urlencode
 
 from chalice import Blueprint
 
 from chalicelib.actions import pools
-from chalicelib.errors import BadRequest
 from chalicelib.rest import respond, route
 from chalicelib.validation import param_bool, param_int, param_text
 
 bp = Blueprint(__name__)
-NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
-
-
-def _name(kind, name):
-    if not NAME.match(name):
-        raise BadRequest(f"The {kind} name may have at most 64 letters, digits, "
-                         "underscores or hyphens.")
-    return name
 
 
 def _page(call, collection, entries):
@@ -44,25 +34,25 @@ def list_pools(call):
 
 @route(bp, "/v2/pools/{pool_name}", ["PUT"], "pools:create")
 def create_pool(call, pool_name):
-    pools.create_pool(call.ctx, _name("pool", pool_name), call.body())
+    pools.create_pool(call.ctx, pool_name, call.body())
     return respond(201, None, {"Location": f"/v2/pools/{pool_name}"})
 
 
 @route(bp, "/v2/pools/{pool_name}", ["GET"], "pools:get")
 def get_pool(call, pool_name):
-    pool = pools.get_pool(call.ctx, _name("pool", pool_name))
+    pool = pools.get_pool(call.ctx, pool_name)
     return respond(200, pools.shown_pool(pool, bool(param_bool(call.params, "detailed"))))
 
 
 @route(bp, "/v2/pools/{pool_name}", ["PATCH"], "pools:update")
 def update_pool(call, pool_name):
-    pool = pools.update_pool(call.ctx, _name("pool", pool_name), call.body())
+    pool = pools.update_pool(call.ctx, pool_name, call.body())
     return respond(200, pools.shown_pool(pool))
 
 
 @route(bp, "/v2/pools/{pool_name}", ["DELETE"], "pools:delete")
 def delete_pool(call, pool_name):
-    pools.delete_pool(call.ctx, _name("pool", pool_name))
+    pools.delete_pool(call.ctx, pool_name)
     return respond(204)
 
 
@@ -77,23 +67,23 @@ def list_flavors(call):
 
 @route(bp, "/v2/flavors/{flavor_name}", ["PUT"], "flavors:create")
 def create_flavor(call, flavor_name):
-    pools.create_flavor(call.ctx, _name("flavor", flavor_name), call.body())
+    pools.create_flavor(call.ctx, flavor_name, call.body())
     return respond(201, None, {"Location": f"/v2/flavors/{flavor_name}"})
 
 
 @route(bp, "/v2/flavors/{flavor_name}", ["GET"], "flavors:get")
 def get_flavor(call, flavor_name):
-    flavor = pools.get_flavor(call.ctx, _name("flavor", flavor_name))
+    flavor = pools.get_flavor(call.ctx, flavor_name)
     return respond(200, pools.shown_flavor(call.ctx, flavor))
 
 
 @route(bp, "/v2/flavors/{flavor_name}", ["PATCH"], "flavors:update")
 def update_flavor(call, flavor_name):
-    flavor = pools.update_flavor(call.ctx, _name("flavor", flavor_name), call.body())
+    flavor = pools.update_flavor(call.ctx, flavor_name, call.body())
     return respond(200, pools.shown_flavor(call.ctx, flavor))
 
 
 @route(bp, "/v2/flavors/{flavor_name}", ["DELETE"], "flavors:delete")
 def delete_flavor(call, flavor_name):
-    pools.delete_flavor(call.ctx, _name("flavor", flavor_name))
+    pools.delete_flavor(call.ctx, flavor_name)
     return respond(204)
