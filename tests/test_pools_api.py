@@ -12,6 +12,7 @@ from chalicelib import config, rest
 from chalicelib.storage import places
 from chalicelib.storage.models import MessageRecord, queue_key
 from conftest import headers
+from local.tables import create_pool_table
 
 # The websocket tests' fixture: frames handed to the app's handlers.
 gateway = test_websocket.gateway
@@ -27,8 +28,7 @@ def pooling(client, monkeypatch):
     stage_settings = config.get_settings
     monkeypatch.setattr(rest, "get_settings", lambda: dataclasses.replace(
         stage_settings(), pooling=True))
-    with places.at(URI):
-        MessageRecord.create_table(billing_mode="PAY_PER_REQUEST", wait=True)
+    create_pool_table(URI)
     return client
 
 

@@ -14,6 +14,7 @@ from chalicelib.storage import dynamodb, places, sweeper
 from chalicelib.storage import stats as stats_store
 from chalicelib.storage.models import MessageRecord, queue_key
 from contract.support import context, new_project, post
+from local.tables import create_pool_table
 
 
 def pool_uri(settings, prefix):
@@ -28,8 +29,7 @@ def pooling(backend, clock):
     tables on the same backend (a pool's)."""
     settings = dataclasses.replace(backend, pooling=True, admin_mode=True)
     uri = pool_uri(settings, f"pool-{uuid.uuid4().hex[:8]}")
-    with places.at(uri):
-        MessageRecord.create_table(billing_mode="PAY_PER_REQUEST", wait=True)
+    create_pool_table(uri)
     ctx = dataclasses.replace(context(new_project(), settings), roles=frozenset({"admin"}))
     yield ctx, uri
     # The test's queues go before their pool's table does (the backend and
@@ -123,8 +123,7 @@ def test_a_queue_without_a_flavor_stays_on_the_stage_tables(pooling):
 def test_a_pool_of_weight_0_gets_no_queue(pooling):
     ctx, uri = pooling
     idle = pool_uri(ctx.settings, f"idle-{uuid.uuid4().hex[:8]}")
-    with places.at(idle):
-        MessageRecord.create_table(billing_mode="PAY_PER_REQUEST", wait=True)
+    create_pool_table(idle)
     try:
         heavy, resting, flavor = name(ctx, "heavy"), name(ctx, "idle"), name(ctx, "gold")
         pools.create_pool(ctx, heavy, {"weight": 100, "uri": uri})

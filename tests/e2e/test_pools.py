@@ -8,11 +8,10 @@ import boto3
 import pytest
 import requests
 
-from chalicelib.storage import places
-from chalicelib.storage.models import MessageRecord
 from conftest import CLIENT_ID
 from e2e.conftest import launch
 from local.launch import free_port
+from local.tables import create_pool_table
 
 PROJECT = "pooled"
 HEADERS = {"Client-ID": CLIENT_ID, "X-Project-ID": PROJECT}
@@ -33,8 +32,7 @@ def test_a_queue_on_a_second_dynamodb_local(dynamodb_endpoint, receiver):
     if dynamodb_endpoint is None:
         pytest.skip("needs Java for a second DynamoDB Local")
     uri = f"dynamodb://us-east-1/second?endpoint={dynamodb_endpoint}"
-    with places.at(uri):
-        MessageRecord.create_table(billing_mode="PAY_PER_REQUEST", wait=True)
+    create_pool_table(uri)
 
     port = free_port()
     with launch("--schedule-interval", "2", "--dynamodb-port", str(port),
