@@ -160,3 +160,13 @@ def test_pools_and_flavors_over_the_websocket(pooling, monkeypatch, gateway):
         "headers"]["status"] == 201
     with places.at(URI):
         assert len(list(MessageRecord.query(queue_key("test-project", "placed")))) == 2
+
+
+def test_health_reports_the_catalogue_and_each_pool(pooling):
+    put(pooling, "/v2/pools/one", {"weight": 1, "uri": URI})
+    report = pooling.http.get("/v2/health", headers=headers(**ADMIN)).json_body
+    assert set(report) == {"catalog_reachable", "one"}
+    assert report["catalog_reachable"] is True
+    assert report["one"]["storage_reachable"] is True
+    assert all(step["succeeded"] for step in report["one"]["operation_status"].values())
+    assert len(report["one"]["operation_status"]) == 8

@@ -358,6 +358,9 @@ class PoolStore(Protocol):
     def list_page(self, marker: str | None = None, limit: int = 10) -> list[Pool]:
         """Up to `limit` pools after `marker`, by name."""
 
+    def every(self) -> list[Pool]:
+        """All the pools, by name (they are few)."""
+
     def update(self, name: str, uri: str | None = None, weight: int | None = None,
                options: dict | None = None) -> Pool | None:
         """The pool with the fields given changed (None: kept); None if missing."""
