@@ -16,6 +16,7 @@ from chalicelib.rest import (
     keys,
     messages,
     meta,
+    pools,
     queues,
     subscriptions,
     topics,
@@ -31,6 +32,7 @@ app.register_blueprint(messages.bp)
 app.register_blueprint(subscriptions.bp)
 app.register_blueprint(keys.bp)
 app.register_blueprint(topics.bp)
+app.register_blueprint(pools.bp)
 add_method_fallbacks(app)
 
 # The one setting read at import: Chalice registers event sources (and

@@ -287,11 +287,8 @@ def install_meter():
 
 
 def all_models():
-    from pynamodb.models import Model
-
     from chalicelib.storage import models
-    return [value for value in vars(models).values()
-            if isinstance(value, type) and issubclass(value, Model) and value is not Model]
+    return models.service_models()
 
 
 def client_sharing():

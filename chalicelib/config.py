@@ -74,6 +74,9 @@ class Settings:
     policy: str = ""
     # Features.
     admin_mode: bool = False
+    # Pools and flavors (contract §3.6-3.7): with admin_mode, the admin
+    # routes that place queues of a flavor on other DynamoDB tables.
+    pooling: bool = False
     client_id_uuid_safe: str = "strict"
     min_length_client_id: int = 10
     max_length_client_id: int = 36

@@ -555,6 +555,15 @@ def _readable_parameters(function_id, function, readable):
     return arns
 
 
+def _pool_tables(settings):
+    """The tables pools may name on a pooling stage: known only at run time,
+    so granted by name, `<stage's prefix>-pool-*`, in any region of the
+    account (a pool in another region, docs/operations.md)."""
+    prefix = settings.messages_table.removesuffix("-messages")
+    return {"Fn::Sub": "arn:${AWS::Partition}:dynamodb:*:${AWS::AccountId}:"
+                       f"table/{prefix}-pool-*"}
+
+
 def write_policies(resources, settings, stream_roles, access=FUNCTION_ACCESS):
     """Give each function's role exactly what FUNCTION_ACCESS says it does
     (Chalice gives every role a copy of .chalice/policy.json), drop the
@@ -597,10 +606,16 @@ def write_policies(resources, settings, stream_roles, access=FUNCTION_ACCESS):
             statements.append({"Sid": table, "Effect": "Allow",
                                "Action": [f"dynamodb:{action}" for action in actions],
                                "Resource": arns[0] if len(arns) == 1 else arns})
+            if table == "MessagesTable" and settings.pooling:
+                statements.append({"Sid": "PoolTables", "Effect": "Allow", "Action": [
+                    f"dynamodb:{action}" for action in (*actions, "DescribeTable")],
+                    "Resource": _pool_tables(settings)})
         if role_id in stream_roles:
+            stream = {"Fn::Sub": "${MessagesTable.Arn}/stream/*"}
+            pool_streams = {"Fn::Sub": _pool_tables(settings)["Fn::Sub"] + "/stream/*"}
             statements += [
                 {"Sid": "MessageStream", "Effect": "Allow", "Action": STREAM_READ_ACTIONS,
-                 "Resource": {"Fn::Sub": "${MessagesTable.Arn}/stream/*"}},
+                 "Resource": [stream, pool_streams] if settings.pooling else stream},
                 {"Sid": "StreamFailures", "Effect": "Allow", "Action": "sqs:SendMessage",
                  "Resource": {"Fn::GetAtt": [STREAM_FAILURE_QUEUE, "Arn"]}}]
         sender = _variables(function).get("SES_FROM_ADDRESS")  # none: no mail is sent

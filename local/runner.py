@@ -171,6 +171,16 @@ def aws_client(service, endpoint):
                         region_name=REGION)
 
 
+def start_pool_streams(app, config):
+    """Poll each pool's messages stream too (a pool names its own endpoint
+    and region)."""
+    from local.triggers import PoolStreams
+    worker = PoolStreams(app, config, lambda service, place: boto3.client(
+        service, endpoint_url=place.endpoint, region_name=place.region))
+    worker.start()
+    return worker
+
+
 class Refused(Exception):
     """A request the runner answers with an error itself; the app never sees it."""
 
@@ -466,6 +476,8 @@ def main(argv=None):
         workers = start_triggers(app, config, aws_client("dynamodb", storage.endpoint),
                                  aws_client("dynamodbstreams", storage.endpoint),
                                  args.schedule_interval, REGION)
+        if settings.pooling:
+            workers.append(start_pool_streams(app, config))
         serve_websockets(app, args.host, args.ws_port)
         authorizer = None
         if settings.auth_strategy != "noauth":

@@ -5,6 +5,7 @@ Both work from what the app registered (`app.event_sources`, handlers in
 `app.handler_map`), so new `@app.schedule` or `@app.on_dynamodb_record`
 handlers run locally without touching this file.
 """
+import copy
 import datetime
 import functools
 import json
@@ -267,6 +268,51 @@ class StreamPoller(_Worker):
                     self.delivered[shard_id] = records[-1]["dynamodb"]["SequenceNumber"]
         except Exception:
             log.exception("stream poller %s failed; retrying", self.source.name)
+
+
+class PoolStreams(_Worker):
+    """Feeds the stream handlers from each pool's messages table too, as the
+    event source mappings an operator adds for a pool do on AWS: looks for
+    new pools every `interval` seconds and starts their pollers, which read
+    a new pool's stream from its start."""
+
+    def __init__(self, app, config, client_at, interval=2):
+        super().__init__("pool-streams", interval)
+        self.app, self.config, self.client_at = app, config, client_at
+        self.pollers = {}  # pool URI -> its pollers
+
+    def step(self):
+        from chalicelib.storage import places, pools
+        try:
+            for pool in pools.every():
+                if pool.uri not in self.pollers:
+                    self.pollers[pool.uri] = self._start(places.parse(pool.uri))
+        except Exception:
+            log.exception("pool streams: looking for pools failed; retrying")
+
+    def _start(self, place):
+        table = place.table("messages_table")
+        started = []
+        for source in self.app.event_sources:
+            if not isinstance(source, DynamoDBEventConfig):
+                continue
+            pooled = copy.copy(source)
+            pooled.stream_arn = (f"arn:aws:dynamodb:{place.region}:{ACCOUNT_ID}:"
+                                 f"table/{table}/stream/latest")
+            pooled.starting_position = "TRIM_HORIZON"
+            poller = StreamPoller(self.app, self.config, pooled,
+                                  self.client_at("dynamodb", place),
+                                  self.client_at("dynamodbstreams", place))
+            poller.prime()
+            poller.start()
+            started.append(poller)
+        log.info("polling pool table %s (%s)", table, place.uri)
+        return started
+
+    def stop(self):
+        super().stop()
+        for pollers in self.pollers.values():
+            stop_triggers(pollers)
 
 
 def start_triggers(app, config, dynamodb, streams, schedule_interval, region):

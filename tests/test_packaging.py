@@ -294,6 +294,34 @@ def event_app_template(tmp_path_factory):
     return project / "out" / "sam.json"
 
 
+@pytest.fixture(scope="module")
+def pooling_template(tmp_path_factory):
+    project = event_app_project(tmp_path_factory.mktemp("pooling-app"), stage_variables={
+        "prod": {"POOLING": "true", "ADMIN_MODE": "true"}})
+    result = package(project, project / "out", stage="prod")
+    assert result.returncode == 0, result.stderr
+    return json.loads((project / "out" / "sam.json").read_text())
+
+
+def test_a_pooling_stage_grants_its_pools_tables_as_the_stages_messages_table(
+        pooling_template, prod_template):
+    pool_tables = {"Fn::Sub": "arn:${AWS::Partition}:dynamodb:*:${AWS::AccountId}:"
+                              "table/zaqar-prod-pool-*"}
+    on_messages = {function_id for function_id in functions(pooling_template)
+                   if "MessagesTable" in table_actions(pooling_template, function_id)}
+    assert on_messages and holders(pooling_template, "PoolTables") == on_messages
+    for function_id in on_messages:
+        granted = role_statements(pooling_template, function_id)["PoolTables"]
+        assert granted["Resource"] == pool_tables
+        assert set(granted["Action"]) == {
+            f"dynamodb:{action}" for action in
+            table_actions(pooling_template, function_id)["MessagesTable"] | {"DescribeTable"}}
+    streams = role_statements(pooling_template, "NotifySubscribers")["MessageStream"]["Resource"]
+    assert streams == [{"Fn::Sub": "${MessagesTable.Arn}/stream/*"},
+                       {"Fn::Sub": pool_tables["Fn::Sub"] + "/stream/*"}]
+    assert holders(prod_template, "PoolTables") == set()
+
+
 def test_stream_handler_is_bound_and_bounded(event_app_template):
     resources = json.loads(event_app_template.read_text())["Resources"]
     source = (resources["NotifySubscribers"]["Properties"]["Events"]

@@ -45,7 +45,8 @@ def test_every_dynamodb_store_implements_its_interface():
     stores = stores_of(dynamodb.driver(get_settings()))
     assert {interface for interface, _ in stores} == {
         base.QueueStore, base.MessageStore, base.ListingStore, base.ClaimStore,
-        base.StatsStore, base.SubscriptionStore, base.ConnectionStore, base.KeyStore}
+        base.StatsStore, base.SubscriptionStore, base.ConnectionStore, base.KeyStore,
+        base.PoolStore, base.FlavorStore}
     for interface, store in stores:
         assert interface_methods(interface)
         assert mismatches(interface, store) == []

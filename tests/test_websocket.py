@@ -284,6 +284,10 @@ EXAMPLE_BODIES = {
     "subscription_get": {"queue_name": "q1", "subscription_id": "nope"},
     "subscription_list": {"queue_name": "q1"},
     "subscription_delete": {"queue_name": "q1", "subscription_id": "nope"},
+    **{f"pool_{verb}": {"pool_name": "p1"} for verb in ("create", "get", "update", "delete")},
+    **{f"flavor_{verb}": {"flavor_name": "f1"}
+       for verb in ("create", "get", "update", "delete")},
+    "pool_list": {}, "flavor_list": {},
 }
 
 

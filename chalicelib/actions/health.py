@@ -11,6 +11,7 @@ from chalicelib.errors import NotFound, ServiceUnavailable
 from chalicelib.storage.errors import is_backend_failure
 
 if TYPE_CHECKING:
+    from chalicelib.storage.base import Pool
     from chalicelib.validation import Context
 
 
@@ -45,6 +46,19 @@ def health(ctx: Context) -> dict:
     throw-away project, as in Zaqar, so no real project ever lists it."""
     if not ctx.settings.admin_mode:
         raise NotFound(title="404 Not Found")
+    if not ctx.settings.pooling:
+        return {"storage_reachable": storage_reachable(ctx),
+                "operation_status": _operations(ctx)}
+    # As Zaqar with pooling: the catalogue (the stage's tables), then each pool.
+    report = {"catalog_reachable": storage_reachable(ctx)}
+    for pool in storage(ctx).pools.every():
+        report[pool.name] = {"storage_reachable": storage(ctx).pools.reachable(pool.uri),
+                             "operation_status": _operations(ctx, pool)}
+    return report
+
+
+def _operations(ctx: Context, pool: Pool | None = None) -> dict:
+    """Each operation's outcome on a throw-away queue (placed on `pool`)."""
     probe = dataclasses.replace(ctx, project=f"health-{uuid.uuid4().hex}")
     name = f"health-{uuid.uuid4().hex[:12]}"
     found = {}
@@ -61,7 +75,8 @@ def health(ctx: Context) -> dict:
             messages.delete(probe, name, message.id, found["claim_id"])
 
     status = {
-        "create_queue": _timed(lambda: queues.create(probe, name, {})),
+        "create_queue": _timed(lambda: storage(probe).queues.create(
+            probe.project, name, {}, pool)),
         "post_messages": _timed(post),
         "claim_messages": _timed(claim),
         "list_messages": _timed(lambda: messages.list_messages(probe, name, echo=True)),
@@ -71,4 +86,4 @@ def health(ctx: Context) -> dict:
             lambda: messages.delete_many(probe, name, found["ids"][-20:])),
         "delete_queue": _timed(lambda: queues.delete(probe, name)),
     }
-    return {"storage_reachable": storage_reachable(ctx), "operation_status": status}
+    return status

@@ -5,7 +5,7 @@ import json
 from typing import TYPE_CHECKING
 
 from chalicelib import telemetry
-from chalicelib.actions import quotas, storage
+from chalicelib.actions import on_its_pool, quotas, storage
 from chalicelib.errors import BadRequest, Forbidden, NotFound
 from chalicelib.storage.errors import (
     ClaimedByAnother,
@@ -46,14 +46,19 @@ def on_queue(ctx: Context, queue_name: str,
     queue changed since, or if the request was refused on facts kept (its
     limits may have changed): a warm function does not read the queue's item
     on every message request (see storage.queues)."""
-    queues = storage(ctx).queues
-    facts = queues.facts(ctx.project, queue_name)
+    driver = storage(ctx)
+
+    def on(facts):
+        with driver.pools.at(facts.location if facts else None):
+            return operation(facts)
+
+    facts = driver.queues.facts(ctx.project, queue_name)
     try:
-        return operation(facts)
+        return on(facts)
     except (StaleQueue, BadRequest):
         if facts is None or facts.version is None:
             raise  # refused on facts read just now
-        return operation(queues.facts(ctx.project, queue_name, fresh=True))
+        return on(driver.queues.facts(ctx.project, queue_name, fresh=True))
 
 
 def check_post_size(size: int, metadata: dict | None, settings: Settings) -> None:
@@ -82,6 +87,7 @@ def without_delays(document: object) -> object:
         if isinstance(message, dict) else message for message in messages])
 
 
+@on_its_pool
 def post(ctx: Context, queue_name: str, document: object,
          size: int | None = None) -> list[str]:
     """Post a batch; returns the new ids in posting order.
@@ -121,6 +127,7 @@ def post(ctx: Context, queue_name: str, document: object,
     return ids
 
 
+@on_its_pool
 def list_messages(ctx: Context, queue_name: str, marker: str | None = None,
                   limit: int | None = None, echo: bool = False,
                   include_claimed: bool = False, include_delayed: bool = False,
@@ -148,6 +155,7 @@ def list_messages(ctx: Context, queue_name: str, marker: str | None = None,
     return on_queue(ctx, queue_name, page_of)
 
 
+@on_its_pool
 def get(ctx: Context, queue_name: str, message_id: str) -> Message:
     check_queue_name(queue_name)
     message = storage(ctx).messages.get(ctx.project, queue_name, message_id)
@@ -157,6 +165,7 @@ def get(ctx: Context, queue_name: str, message_id: str) -> Message:
     return message
 
 
+@on_its_pool
 def get_many(ctx: Context, queue_name: str, message_ids: list[str]) -> list[Message]:
     check_queue_name(queue_name)
     check_limit(len(message_ids), ctx.settings.max_messages_per_page,
@@ -169,6 +178,7 @@ def get_many(ctx: Context, queue_name: str, message_ids: list[str]) -> list[Mess
     return found
 
 
+@on_its_pool
 def delete(ctx: Context, queue_name: str, message_id: str,
            claim_id: str | None = None) -> None:
     check_queue_name(queue_name)
@@ -186,6 +196,7 @@ def delete(ctx: Context, queue_name: str, message_id: str,
     telemetry.count(telemetry.MESSAGES_DELETED)
 
 
+@on_its_pool
 def delete_many(ctx: Context, queue_name: str, message_ids: list[str],
                 claim_ids: list[str] | None = None) -> None:
     check_queue_name(queue_name)
@@ -201,6 +212,7 @@ def delete_many(ctx: Context, queue_name: str, message_ids: list[str],
     telemetry.count(telemetry.MESSAGES_DELETED, len(message_ids))
 
 
+@on_its_pool
 def delete_or_pop(ctx: Context, queue_name: str, ids: list[str] | None = None,
                   pop: int | None = None,
                   claim_ids: list[str] | None = None) -> list[Message] | None:
@@ -218,6 +230,7 @@ def delete_or_pop(ctx: Context, queue_name: str, ids: list[str] | None = None,
     return None
 
 
+@on_its_pool
 def pop_messages(ctx: Context, queue_name: str, count: int) -> list[Message]:
     """Remove and return up to `count` free messages, oldest first."""
     check_queue_name(queue_name)

@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from chalicelib import clock, parameters, signed_urls
-from chalicelib.actions import quotas, storage
+from chalicelib.actions import on_its_pool, pools, quotas, storage
 from chalicelib.errors import BadRequest, Conflict, InvalidBody, NotFound
 from chalicelib.validation import QUEUE_NAME_MAX, check_limit, check_queue_name, validate
 
@@ -83,7 +83,8 @@ def create(ctx: Context, name: str, metadata: object = None) -> bool:
     if (ctx.settings.max_queues_per_project
             and storage(ctx).queues.get_metadata(ctx.project, name) is None):
         quotas.check_new_queue(ctx)
-    return storage(ctx).queues.create(ctx.project, name, metadata)
+    return storage(ctx).queues.create(ctx.project, name, metadata,
+                                      pools.placement(ctx, metadata))
 
 
 def get(ctx: Context, name: str) -> dict:
@@ -92,6 +93,7 @@ def get(ctx: Context, name: str) -> dict:
     return storage(ctx).queues.get_metadata(ctx.project, name) or {}
 
 
+@on_its_pool
 def delete(ctx: Context, name: str) -> None:
     check_queue_name(name)
     storage(ctx).messages.delete_queue_contents(ctx.project, name)
@@ -174,6 +176,7 @@ def _apply_patch(operations):
     return change
 
 
+@on_its_pool
 def patch(ctx: Context, name: str, operations: object) -> dict:
     """Apply a JSON-Patch to the metadata; returns it with defaults filled in.
 
@@ -198,6 +201,7 @@ def patch(ctx: Context, name: str, operations: object) -> dict:
     return with_defaults(metadata, ctx.settings)
 
 
+@on_its_pool
 def stats(ctx: Context, name: str) -> tuple[dict, bool]:
     """({"claimed", "delayed", "free", "total", "oldest"?, "newest"?}, whether
     the queue exists). See storage.stats for how exact the counts are; a
@@ -218,6 +222,7 @@ def stats(ctx: Context, name: str) -> tuple[dict, bool]:
     return shown, True
 
 
+@on_its_pool
 def purge(ctx: Context, name: str, document: object = None) -> None:
     """Remove the queue's messages and/or subscriptions (both by default)."""
     check_queue_name(name)

@@ -40,11 +40,14 @@ def post_copy(subscription, payload):
     # The stores on first use: the API imports this module for owner(), and
     # their pynamodb costs ~150 ms of a cold start that may post nothing.
     from chalicelib.storage import messages as message_store
+    from chalicelib.storage import places
     from chalicelib.storage import queues as queue_store
     project, _ = owner(subscription.queue.rsplit("/", 1)[0])
     queue = queue_named(subscription.subscriber)
-    if queue_store.get_metadata(project, queue) is None:
+    facts = queue_store.facts(project, queue, fresh=True)
+    if facts is None:
         queue_store.create(project, queue, {})
-    message_store.post(project, queue, [{"body": payload["body"], "ttl": payload["ttl"]}],
-                       CLIENT_ID)
+    with places.at(facts.location if facts else None):  # the queue's pool, if placed on one
+        message_store.post(project, queue, [{"body": payload["body"], "ttl": payload["ttl"]}],
+                           CLIENT_ID)
     return DELIVERED

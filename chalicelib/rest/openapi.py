@@ -194,6 +194,35 @@ OPERATIONS = {
                          notes={404: "No such key, or the stage takes no API keys"}),
     "revoke_key": Operation("Revoke an API key (admin)", _ok(NO_CONTENT, status=204),
                             notes={404: "No such key, or the stage takes no API keys"}),
+    **{name: Operation(summary, answers, query=query, body=body, body_required=bool(body),
+                       notes={404: "Not a pooling stage in admin mode, or no such pool or "
+                                   "flavor", **notes})
+       for name, summary, answers, query, body, notes in (
+        ("list_pools", "The pools, by name (admin)", _ok("A page of pools",
+                                                         "responses/pool_list"),
+         ("marker", "pool_limit", "detailed"), None, {}),
+        ("create_pool", "Register a pool: a DynamoDB place for messages (admin)",
+         _ok("Registered", location=True, status=201), (), "pool",
+         {400: "A bad body, or cannot connect to the uri", 409: "The pool exists"}),
+        ("get_pool", "A pool (admin)", _ok("The pool", "responses/pool"), ("detailed",),
+         None, {}),
+        ("update_pool", "Change a pool's uri, weight, flavor or options (admin)",
+         _ok("The pool", "responses/pool"), (), "pool", {400: "A bad body"}),
+        ("delete_pool", "Remove a pool (admin)", _ok(NO_CONTENT, status=204), (), None,
+         {403: "A flavor uses the pool"}),
+        ("list_flavors", "The flavors, by name", _ok("A page of flavors",
+                                                     "responses/flavor_list"),
+         ("marker", "pool_limit", "detailed"), None, {}),
+        ("create_flavor", "Create or replace a flavor: a group of pools (admin)",
+         _ok("Created", location=True, status=201), (), "flavor",
+         {400: "A bad body, or a pool that does not exist"}),
+        ("get_flavor", "A flavor and its pools", _ok("The flavor", "responses/flavor"), (),
+         None, {}),
+        ("update_flavor", "Change a flavor's pools and capabilities (admin)",
+         _ok("The flavor", "responses/flavor"), (), "flavor",
+         {400: "A bad body, or a pool that does not exist"}),
+        ("delete_flavor", "Remove a flavor; its pools are untagged (admin)",
+         _ok(NO_CONTENT, status=204), (), None, {}))},
 }
 
 # A topic route runs its queue route's view (rest/topics.py): the same
@@ -237,6 +266,7 @@ def _query_parameters(settings: Settings) -> dict[str, dict]:
         "project": text("project", "The project whose API keys to list"),
         "claim_id": text("claim_id", "The claim holding the message"),
         "queue_limit": limit(settings.max_queues_per_page, 10),
+        "pool_limit": limit(20, 10),
         "message_limit": limit(settings.max_messages_per_page, 10),
         "claim_limit": limit(settings.max_messages_per_claim_or_pop, 10),
         "subscription_limit": limit(settings.max_subscriptions_per_page, 10),

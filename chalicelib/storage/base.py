@@ -11,11 +11,12 @@ tests/contract is the contract's specification, run on every configuration.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
+    from contextlib import AbstractContextManager
 
 
 # A project's topics are queues stored for the project key `project +
@@ -60,6 +61,8 @@ class QueueFacts:
     metadata: dict
     floor: int  # the lowest position of this incarnation
     version: int | None
+    # The pool URI its messages are at (storage/places.py); None: the stage's.
+    location: str | None = None
 
 
 @dataclass(frozen=True)
@@ -120,12 +123,31 @@ class ApiKey:
     last_used: int | None = None  # epoch ms, at most a minute old when in use
 
 
+@dataclass(frozen=True)
+class Pool:
+    """A place for queues' messages (storage/places.py), chosen by weight
+    among its flavor's pools when a queue of that flavor is created."""
+    name: str
+    uri: str
+    weight: int
+    flavor: str | None = None
+    options: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Flavor:
+    """A group of pools (those tagged with its name) a queue may ask for."""
+    name: str
+    capabilities: dict = field(default_factory=dict)
+
+
 # -- one interface per resource -------------------------------------------------
 # Each method names its result and what it raises besides ServiceUnavailable
 # (which any of them may raise when the backend keeps failing).
 
 class QueueStore(Protocol):
-    def create(self, project: str, name: str, metadata: dict | None) -> bool:
+    def create(self, project: str, name: str, metadata: dict | None,
+               pool: Pool | None = None) -> bool:
         """True if created; False, and nothing changed, if it exists."""
 
     def get_metadata(self, project: str, name: str) -> dict | None:
@@ -327,6 +349,58 @@ class KeyStore(Protocol):
         of it already (then nothing is written)."""
 
 
+class PoolStore(Protocol):
+    def create(self, pool: Pool) -> bool:
+        """False (and nothing changed) if a pool of that name exists."""
+
+    def get(self, name: str) -> Pool | None: ...
+
+    def list_page(self, marker: str | None = None, limit: int = 10) -> list[Pool]:
+        """Up to `limit` pools after `marker`, by name."""
+
+    def every(self) -> list[Pool]:
+        """All the pools, by name (they are few)."""
+
+    def update(self, name: str, uri: str | None = None, weight: int | None = None,
+               options: dict | None = None) -> Pool | None:
+        """The pool with the fields given changed (None: kept); None if missing."""
+
+    def tag(self, name: str, flavor: str | None, only_if: str | None = None) -> bool:
+        """Set the pool's flavor (None: untag it); with only_if, only while it
+        is tagged with that flavor. False if missing (or tagged otherwise)."""
+
+    def in_flavor(self, flavor: str) -> list[Pool]:
+        """The pools tagged with `flavor`, by name."""
+
+    def delete(self, name: str, flavor: str | None) -> bool:
+        """Delete the pool if still tagged with `flavor` (as read); False if not."""
+
+    def uri_problem(self, uri: str) -> str | None:
+        """Why `uri` names no place for a pool (storage/places.py); None if it does."""
+
+    def reachable(self, uri: str) -> bool:
+        """Whether the place's messages table answers (storage/places.py)."""
+
+    def at(self, uri: str | None) -> AbstractContextManager[None]:
+        """Storage at the place `uri` names inside the block (None: the stage's)."""
+
+    def of_stream(self, stream_arn: str) -> str | None:
+        """The URI of the pool whose messages table feeds `stream_arn`; None
+        for the stage's own table (and one no pool names)."""
+
+
+class FlavorStore(Protocol):
+    def save(self, flavor: Flavor) -> None:
+        """Create the flavor, or replace it."""
+
+    def get(self, name: str) -> Flavor | None: ...
+
+    def list_page(self, marker: str | None = None, limit: int = 10) -> list[Flavor]:
+        """Up to `limit` flavors after `marker`, by name."""
+
+    def delete(self, name: str) -> None: ...
+
+
 @dataclass(frozen=True)
 class Driver:
     """One store per resource, all on one backend configuration."""
@@ -338,3 +412,5 @@ class Driver:
     subscriptions: SubscriptionStore
     connections: ConnectionStore
     keys: KeyStore
+    pools: PoolStore
+    flavors: FlavorStore

@@ -12,9 +12,11 @@ from chalicelib.storage import (
     claims,
     configure,
     connections,
+    flavors,
     keys,
     listing,
     messages,
+    pools,
     queues,
     stats,
     subscriptions,
@@ -25,12 +27,12 @@ if TYPE_CHECKING:
     from chalicelib.config import Settings
 
 # The modules share one set of model classes, so there is one driver, built
-# once; what the settings change is where those models point. A pool (queues
-# on other tables, another endpoint or another region) would build a Driver
-# per place, cached by it, from model classes of its own bound to that place.
+# once; what the settings change is where those models point, and a pool's
+# queues are served by the same driver inside `pools.at(uri)`
+# (storage/places.py).
 _DRIVER = Driver(queues=queues, messages=messages, listing=listing, claims=claims,
                  stats=stats, subscriptions=subscriptions, connections=connections,
-                 keys=keys)
+                 keys=keys, pools=pools, flavors=flavors)
 
 
 def driver(settings: Settings) -> Driver:

@@ -7,6 +7,7 @@ handlers, the transports), has `configure` point every model at them.
 Attribute names are short on purpose: DynamoDB bills item size, names included,
 and a message should stay under 1 KB of overhead-free write units.
 """
+from pynamodb import constants
 from pynamodb.attributes import (
     BooleanAttribute,
     ListAttribute,
@@ -15,21 +16,41 @@ from pynamodb.attributes import (
     UnicodeAttribute,
     UnicodeSetAttribute,
 )
+from pynamodb.connection import TableConnection
+from pynamodb.connection.base import MetaTable
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
 from chalicelib import storage
+from chalicelib.storage import places
 
 MAX_POOL_CONNECTIONS = 64
 
 
-def _meta(table_setting, stream_view_type=None):
-    class Meta:
-        # Set from settings by configure(); these are the defaults' values.
+class _FollowsPlace(type):
+    """The Meta of a table pools hold (storage/places.py): inside places.at
+    its name, region and endpoint are the pool's, else the stage's (which
+    configure() sets). pynamodb reads them from the Meta, batch answers
+    included."""
+
+    def _where(meta, field, of_place):
+        place = places.current()
+        return getattr(meta, "stage_" + field) if place is None else of_place(place, meta)
+
+    table_name = property(
+        lambda meta: meta._where("table_name", lambda place, meta: place.table(meta.table)),
+        lambda meta, value: setattr(meta, "stage_table_name", value))
+    region = property(
+        lambda meta: meta._where("region", lambda place, meta: place.region),
+        lambda meta, value: setattr(meta, "stage_region", value))
+    host = property(
+        lambda meta: meta._where("host", lambda place, meta: place.endpoint),
+        lambda meta, value: setattr(meta, "stage_host", value))
+
+
+def _meta(table_setting, stream_view_type=None, pooled=False):
+    class Meta(metaclass=_FollowsPlace if pooled else type):
         table = table_setting  # the Settings field naming the table
-        table_name = f"zaqar-{table_setting.removesuffix('_table')}"
-        region = "us-east-1"
-        host = None
         # Fail fast and let storage.retry decide: botocore's own retries would
         # multiply with ours and hide throttling from the 503 path.
         max_retry_attempts = 1
@@ -38,9 +59,46 @@ def _meta(table_setting, stream_view_type=None):
         # Above storage.parallel's workers: concurrent requests of one Lambda
         # (a claim's writes) each keep a connection instead of opening one.
         max_pool_connections = MAX_POOL_CONNECTIONS
+    # Set from settings by configure(); these are the defaults' values.
+    Meta.table_name = f"zaqar-{table_setting.removesuffix('_table')}"
+    Meta.region = "us-east-1"
+    Meta.host = None
     if stream_view_type:
         Meta.stream_view_type = stream_view_type
     return Meta
+
+
+# Connections to pools' tables, by model and place (the stage's are pynamodb's
+# own, one per model, remade by configure()).
+_pool_connections: dict[tuple[type, places.Place], TableConnection] = {}
+
+
+class PooledModel(Model):
+    """A model of the messages table, which pools hold too: inside
+    places.at its requests go to the pool's table."""
+
+    @classmethod
+    def _get_connection(cls) -> TableConnection:
+        place = places.current()
+        if place is None:
+            return super()._get_connection()
+        connection = _pool_connections.get((cls, place))
+        if connection is None:
+            schema = cls._get_schema()
+            meta_table = MetaTable({
+                constants.TABLE_NAME: cls.Meta.table_name,
+                constants.KEY_SCHEMA: schema["key_schema"],
+                constants.ATTR_DEFINITIONS: schema["attribute_definitions"],
+                constants.GLOBAL_SECONDARY_INDEXES: [],
+                constants.LOCAL_SECONDARY_INDEXES: []})
+            connection = _pool_connections.setdefault((cls, place), TableConnection(
+                cls.Meta.table_name, region=place.region, host=place.endpoint,
+                connect_timeout_seconds=cls.Meta.connect_timeout_seconds,
+                read_timeout_seconds=cls.Meta.read_timeout_seconds,
+                max_retry_attempts=cls.Meta.max_retry_attempts,
+                max_pool_connections=cls.Meta.max_pool_connections,
+                meta_table=meta_table))
+        return connection
 
 
 def queue_key(project, queue):
@@ -66,6 +124,35 @@ class QueueRecord(Model):
     floor = NumberAttribute(attr_name="f", default=0)
     # The queue's version (see QueueState.version) when this item was written.
     version = NumberAttribute(attr_name="v", null=True)
+    # The queue's place in the catalogue, chosen once when it was created with
+    # a flavor: the pool's name, and the URI its messages are at (recorded, so
+    # that requests need not look the pool up). None: the stage's tables.
+    pool = UnicodeAttribute(attr_name="pl", null=True)
+    location = UnicodeAttribute(attr_name="lo", null=True)
+
+
+# Pools and flavors (admin routes, storage/pools.py) are items of the queues
+# table under partition keys no project can name (a project id holds no "/",
+# as for topics, storage.base.TOPIC_SPACE).
+POOLS_KEY = "/pools"
+FLAVORS_KEY = "/flavors"
+
+
+class PoolRecord(Model):
+    Meta = QueueRecord.Meta
+    kind = UnicodeAttribute(hash_key=True, attr_name="p", default=POOLS_KEY)
+    name = UnicodeAttribute(range_key=True, attr_name="n")
+    uri = UnicodeAttribute(attr_name="u")
+    weight = NumberAttribute(attr_name="w")
+    flavor = UnicodeAttribute(attr_name="fl", null=True)
+    options = UnicodeAttribute(attr_name="o", default="{}")  # JSON text
+
+
+class FlavorRecord(Model):
+    Meta = QueueRecord.Meta
+    kind = UnicodeAttribute(hash_key=True, attr_name="p", default=FLAVORS_KEY)
+    name = UnicodeAttribute(range_key=True, attr_name="n")
+    capabilities = UnicodeAttribute(attr_name="cp", default="{}")  # JSON text
 
 
 # The messages table holds, under one partition per queue (`pq`):
@@ -80,10 +167,10 @@ STATE_KEY = "s"
 STATS_KEY = "t"  # removals counted from the stream, see stats.py
 
 
-class MessageRecord(Model):
+class MessageRecord(PooledModel):
     # The stream feeds notification delivery (new messages) and the stats
     # counters (which need the old image to see a hold end).
-    Meta = _meta("messages_table", stream_view_type="NEW_AND_OLD_IMAGES")
+    Meta = _meta("messages_table", stream_view_type="NEW_AND_OLD_IMAGES", pooled=True)
     pq = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
     message_id = UnicodeAttribute(attr_name="i")
@@ -103,7 +190,7 @@ class MessageRecord(Model):
     batch_token = UnicodeAttribute(attr_name="bt", null=True)
 
 
-class QueueState(Model):
+class QueueState(PooledModel):
     Meta = MessageRecord.Meta
     pq = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True, default=STATE_KEY)
@@ -131,7 +218,7 @@ class QueueState(Model):
     holds = MapAttribute(attr_name="hs", null=True)
 
 
-class ClaimRecord(Model):
+class ClaimRecord(PooledModel):
     """A claim (sk "c#" + claim id), or a timer (sk "c#" + due + random) that
     wakes claimers when a delay ends, a claim is renewed or released."""
     Meta = MessageRecord.Meta
@@ -156,7 +243,7 @@ SWEEP_JOBS_KEY = "~deleted-queues"
 SWEEP_PROGRESS_KEY = "~sweeper"
 
 
-class SweepJob(Model):
+class SweepJob(PooledModel):
     """A deleted queue's partition, whose leftovers the sweeper removes."""
     Meta = MessageRecord.Meta
     pq = UnicodeAttribute(hash_key=True, default=SWEEP_JOBS_KEY)
@@ -164,7 +251,7 @@ class SweepJob(Model):
     deleted = NumberAttribute(attr_name="cr")  # epoch ms
 
 
-class SweepProgress(Model):
+class SweepProgress(PooledModel):
     Meta = MessageRecord.Meta
     pq = UnicodeAttribute(hash_key=True, default=SWEEP_PROGRESS_KEY)
     sk = UnicodeAttribute(range_key=True, default=STATE_KEY)
@@ -241,7 +328,7 @@ def service_models():
     while pending:
         model = pending.pop()
         pending.extend(model.__subclasses__())
-        if hasattr(model.Meta, "table"):
+        if hasattr(getattr(model, "Meta", None), "table"):
             found.append(model)
     return found
 

@@ -23,12 +23,15 @@ from typing import TYPE_CHECKING
 from pynamodb.exceptions import DeleteError, DoesNotExist, UpdateError
 
 from chalicelib import clock
+from chalicelib.storage import places
 from chalicelib.storage.base import QueueFacts
 from chalicelib.storage.models import STATE_KEY, QueueRecord, QueueState, queue_key
 from chalicelib.storage.retry import condition_failed, retrying, saved_if
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from chalicelib.storage.base import Pool
 
 
 # Queues whose facts a function keeps: the least recently used go first.
@@ -69,7 +72,7 @@ def facts(project: str, name: str, fresh: bool = False) -> QueueFacts | None:
             _cache.pop(key, None)
         return None
     found = QueueFacts(json.loads(record.metadata), int(record.floor or 0),
-                       int(record.version or 0))
+                       int(record.version or 0), record.location)
     with _cache_lock:
         _cache[key] = found
         _cache.move_to_end(key)
@@ -91,12 +94,18 @@ def _next_floor(project, name):
     return 0 if state.counter is None else int(state.counter) + 1
 
 
-def create(project: str, name: str, metadata: dict | None) -> bool:
-    """Create the queue; False (and nothing changed) if it already exists."""
-    floor = _next_floor(project, name)
+def create(project: str, name: str, metadata: dict | None,
+           pool: Pool | None = None) -> bool:
+    """Create the queue, its messages on `pool` (None: the stage's table);
+    False (and nothing changed) if it already exists."""
+    # Its state (positions, version) is kept where its messages will be.
+    with places.at(pool.uri if pool else None):
+        floor = _next_floor(project, name)
+        version = _new_version(project, name)
     record = QueueRecord(project, name, metadata=json.dumps(metadata or {}),
-                         created=clock.now_ms(), floor=floor,
-                         version=_new_version(project, name))
+                         created=clock.now_ms(), floor=floor, version=version,
+                         pool=pool.name if pool else None,
+                         location=pool.uri if pool else None)
     return saved_if(record, QueueRecord.name.does_not_exist())
 
 

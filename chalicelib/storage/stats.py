@@ -37,6 +37,7 @@ from collections import defaultdict
 from typing import TYPE_CHECKING
 
 from chalicelib import clock
+from chalicelib.storage import places, pools
 from chalicelib.storage import queues as queue_store
 from chalicelib.storage.messages import (
     HOLD_BUCKET_MS,
@@ -183,6 +184,14 @@ def apply_stream_records(records: list[dict]) -> list[str]:
         if (record.get("eventName") == "REMOVE"
                 and keys.get("sk", {}).get("S", "").startswith(MESSAGE_PREFIX)):
             by_queue[keys["pq"]["S"]].append(record)
+    if not by_queue:
+        return []
+    # A batch comes from one stream: the stage's table's, or a pool's.
+    with places.at(pools.of_stream(records[0].get("eventSourceARN", ""))):
+        return _apply_queues(by_queue)
+
+
+def _apply_queues(by_queue):
     now = clock.now_ms()
     failed = []
     for pq, queue_records in by_queue.items():

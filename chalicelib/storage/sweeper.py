@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from pynamodb.exceptions import DoesNotExist
 
 from chalicelib import clock
-from chalicelib.storage import claims
+from chalicelib.storage import claims, places, pools
 from chalicelib.storage import queues as queue_store
 from chalicelib.storage.messages import (
     BATCH_WRITE_MAX,
@@ -38,6 +38,8 @@ from chalicelib.storage.messages import (
 )
 from chalicelib.storage.models import (
     CLAIM_PREFIX,
+    FLAVORS_KEY,
+    POOLS_KEY,
     STATE_KEY,
     SWEEP_JOBS_KEY,
     SWEEP_PROGRESS_KEY,
@@ -99,8 +101,11 @@ def _sweep(items, is_garbage, budget, stop_at_live=False):
 def sweep_deleted_queue(job: SweepJob, budget: Budget) -> bool:
     """Remove what a deleted queue left; True once all of it is gone."""
     project, _, name = job.sk.rpartition("/")
-    metadata, floor = queue_store.get_with_floor(project, name)
-    below = 2 ** 64 if metadata is None else floor
+    facts = queue_store.facts(project, name, fresh=True)
+    here = places.current()
+    # A queue of that name now placed elsewhere left all it had here.
+    below = (2 ** 64 if facts is None or facts.location != (here.uri if here else None)
+             else facts.floor)
     # A queue created again before anything was posted has floor 0: no
     # message can sit below it (and an empty key range is a DynamoDB error).
     if below > 0:
@@ -143,9 +148,10 @@ def longest_life_ms(settings: Settings) -> int:
 def _sweep_live_queue(queue, budget, settings):
     pq = queue_key(queue.project, queue.name)
     floor = int(queue.floor or 0)
-    sweep_queue_head(queue.project, queue.name, floor, budget)
-    claims.settle_timers(pq, floor)
-    forget_abandoned_batches(pq, clock.now_ms(), longest_life_ms(settings))
+    with places.at(queue.location):
+        sweep_queue_head(queue.project, queue.name, floor, budget)
+        claims.settle_timers(pq, floor)
+        forget_abandoned_batches(pq, clock.now_ms(), longest_life_ms(settings))
 
 
 def _finish_job(job, budget):
@@ -153,16 +159,26 @@ def _finish_job(job, budget):
         retrying(job.delete)
 
 
+def _sweep_jobs(budget):
+    """The deleted queues' leftovers, in the stage's table and each pool's;
+    False if the budget ran out."""
+    for uri in [None, *(pool.uri for pool in pools.every())]:
+        with places.at(uri):
+            # Every job is read (they are small), so jobs that keep failing
+            # never hold back the ones after them.
+            for job in retrying(lambda: list(SweepJob.query(SWEEP_JOBS_KEY, page_size=PAGE))):
+                if budget.spent:
+                    return False
+                _attempt(budget, f"deleted queue {job.sk!r}", _finish_job, job, budget)
+    return True
+
+
 def run(deadline_ms: int, settings: Settings) -> Budget:
     """One sweep run, with the stage's settings; returns its Budget (what it
     deleted, what failed)."""
     budget = Budget(deadline_ms)
-    # Every job is read (they are small), so jobs that keep failing never
-    # hold back the ones after them.
-    for job in retrying(lambda: list(SweepJob.query(SWEEP_JOBS_KEY, page_size=PAGE))):
-        if budget.spent:
-            return budget
-        _attempt(budget, f"deleted queue {job.sk!r}", _finish_job, job, budget)
+    if not _sweep_jobs(budget):
+        return budget
     try:
         progress = retrying(SweepProgress.get, SWEEP_PROGRESS_KEY, STATE_KEY)
     except DoesNotExist:
@@ -172,6 +188,8 @@ def run(deadline_ms: int, settings: Settings) -> Budget:
     for queue in page:
         if budget.spent:
             return budget
+        if queue.project in (POOLS_KEY, FLAVORS_KEY):
+            continue  # a pool's or flavor's item, not a queue
         _attempt(budget, f"queue {queue.project!r}/{queue.name!r}",
                  _sweep_live_queue, queue, budget, settings)
     last = page.last_evaluated_key

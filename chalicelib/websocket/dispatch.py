@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass
 
 from chalicelib import clock
-from chalicelib.actions import claims, health, messages, queues, subscriptions, topics
+from chalicelib.actions import claims, health, messages, pools, queues, subscriptions, topics
 from chalicelib.actions.home import home_document
 from chalicelib.errors import Conflict, ServiceUnavailable
 from chalicelib.validation import Context
@@ -218,6 +218,68 @@ def subscription_delete(call):
     return 204, f"Subscription {subscription_id} removed."
 
 
+# -- pools and flavors (admin; pooling stages) ---------------------------------
+# The body names the pool or flavor and holds the REST document's fields.
+
+def _document(body, name_field):
+    return {key: value for key, value in body.items() if key != name_field}
+
+
+def pool_list(call):
+    found = pools.list_pools(call.ctx, call.body.get("marker"), call.body.get("limit"))
+    detailed = call.body.get("detailed", False)
+    return 200, {"pools": [pools.shown_pool(pool, detailed) for pool in found]}
+
+
+def pool_create(call):
+    name = call.body["pool_name"]
+    pools.create_pool(call.ctx, name, _document(call.body, "pool_name"))
+    return 201, f"Pool {name} created."
+
+
+def pool_get(call):
+    return 200, pools.shown_pool(pools.get_pool(call.ctx, call.body["pool_name"]),
+                                 call.body.get("detailed", False))
+
+
+def pool_update(call):
+    return 200, pools.shown_pool(pools.update_pool(
+        call.ctx, call.body["pool_name"], _document(call.body, "pool_name")))
+
+
+def pool_delete(call):
+    pools.delete_pool(call.ctx, call.body["pool_name"])
+    return 204, f"Pool {call.body['pool_name']} removed."
+
+
+def flavor_list(call):
+    found = pools.list_flavors(call.ctx, call.body.get("marker"), call.body.get("limit"))
+    detailed = call.body.get("detailed", False)
+    return 200, {"flavors": [pools.shown_flavor(call.ctx, flavor, detailed)
+                             for flavor in found]}
+
+
+def flavor_create(call):
+    name = call.body["flavor_name"]
+    pools.create_flavor(call.ctx, name, _document(call.body, "flavor_name"))
+    return 201, f"Flavor {name} created."
+
+
+def flavor_get(call):
+    return 200, pools.shown_flavor(call.ctx, pools.get_flavor(call.ctx,
+                                                              call.body["flavor_name"]))
+
+
+def flavor_update(call):
+    return 200, pools.shown_flavor(call.ctx, pools.update_flavor(
+        call.ctx, call.body["flavor_name"], _document(call.body, "flavor_name")))
+
+
+def flavor_delete(call):
+    pools.delete_flavor(call.ctx, call.body["flavor_name"])
+    return 204, f"Flavor {call.body['flavor_name']} removed."
+
+
 # Each action, with its policy rule (chalicelib/auth/policy.py; None: none).
 ACTIONS = {
     "authenticate": (authenticate, None),
@@ -245,6 +307,16 @@ ACTIONS = {
     "subscription_get": (subscription_get, "subscription:get"),
     "subscription_list": (subscription_list, "subscription:get_all"),
     "subscription_delete": (subscription_delete, "subscription:delete"),
+    "pool_list": (pool_list, "pools:get_all"),
+    "pool_create": (pool_create, "pools:create"),
+    "pool_get": (pool_get, "pools:get"),
+    "pool_update": (pool_update, "pools:update"),
+    "pool_delete": (pool_delete, "pools:delete"),
+    "flavor_list": (flavor_list, "flavors:get_all"),
+    "flavor_create": (flavor_create, "flavors:create"),
+    "flavor_get": (flavor_get, "flavors:get"),
+    "flavor_update": (flavor_update, "flavors:update"),
+    "flavor_delete": (flavor_delete, "flavors:delete"),
 }
 # The actions a URL signature may allow, as the HTTP method it must sign.
 SIGNED_METHODS = {"message_list": "GET", "message_get": "GET", "message_get_many": "GET",

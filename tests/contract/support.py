@@ -11,8 +11,6 @@ import contextlib
 import dataclasses
 import uuid
 
-from pynamodb.models import Model
-
 from chalicelib.actions import messages
 from chalicelib.config import get_settings
 from chalicelib.storage import dynamodb, models
@@ -25,8 +23,7 @@ CLIENT_ID = "3381af92-2b9e-11e3-b191-71861300734c"
 
 def model_classes():
     """Every pynamodb model of the storage layer (some share a Meta class)."""
-    return [value for value in vars(models).values()
-            if isinstance(value, type) and issubclass(value, Model) and value is not Model]
+    return models.service_models()
 
 
 @contextlib.contextmanager

@@ -134,7 +134,9 @@ def beta_resources(runner, tokens, project_of):
         "project": project_of(BETA), "roles": ["member"], "name": "beta's"}).json()
     return {"queue_name": queue, "topic_name": queue, "message_id": message_id,
             "claim_id": claim_id, "claimed_id": claimed_id, "key_id": key["id"],
-            "key": key["key"], "subscription_id": subscribed.json()["subscription_id"]}
+            "key": key["key"], "subscription_id": subscribed.json()["subscription_id"],
+            # Pools and flavors are the stage's (admin routes): names to aim at.
+            "pool_name": "beta-pool", "flavor_name": "beta-flavor"}
 
 
 @pytest.fixture(scope="module")
