@@ -176,11 +176,6 @@ def test_released_messages_are_claimed_from_windows_too(ctx):
     assert [m.id for m in claims.create(ctx, "q", {"ttl": 60}, limit=10)[1]] == ids[:10]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "storage.claims: the cursor does not pass a gap younger than 30 s "
-    "(POST_WINDOW_MS) and a claim reads at most MOST_READ_PER_CLAIM (1000) "
-    "records, so with 1000 held or delayed messages behind a fresh gap every "
-    "claim reads 1000 items and finds nothing while free messages wait"))
 def test_free_messages_behind_many_delayed_ones_are_claimed(ctx):
     queues.create(ctx, "q", {"_default_message_delay": 300})
     messages.delete_many(ctx, "q", post(ctx, "q", 1, delay=0))  # a gap
