@@ -183,3 +183,18 @@ def test_free_messages_behind_many_delayed_ones_are_claimed(ctx):
     free = post(ctx, "q", 5, start=1001, delay=0)
     taken = claims.create(ctx, "q", {"ttl": 60})[1] + claims.create(ctx, "q", {"ttl": 60})[1]
     assert [m.id for m in taken] == free
+
+
+def test_a_message_landing_in_a_gap_claimers_read_past_is_claimed_first(ctx, monkeypatch):
+    from chalicelib.storage import messages as message_store
+    real_write, landing = message_store.write_within, []
+    # A post whose message has not landed yet: its position is a young gap.
+    monkeypatch.setattr(message_store, "write_within",
+                        lambda records, deadline: landing.extend(records))
+    slow = post(ctx, "q", 1)
+    monkeypatch.setattr(message_store, "write_within", real_write)
+    later = post(ctx, "q", 3, start=1)
+    assert [m.id for m in claims.create(ctx, "q", {"ttl": 60}, limit=2)[1]] == later[:2]
+    real_write(landing, float("inf"))  # it lands
+    taken = claims.create(ctx, "q", {"ttl": 60}, limit=5)[1]
+    assert [m.id for m in taken] == slow + later[2:]
