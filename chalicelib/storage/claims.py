@@ -514,6 +514,18 @@ def _unchanged(attribute, value):
     return attribute == value if value is not None else attribute.does_not_exist()
 
 
+def _hold_counts(state, holds):
+    """The actions that count a claim's holds for stats, and drop the counts
+    of minutes gone by."""
+    counts = add_holds(holds)
+    if counts:
+        gone = clock.now_ms() // HOLD_BUCKET_MS
+        counts += [QueueState.holds[key].remove() for key in
+                   (state.holds.as_dict() if state.holds is not None else {})
+                   if int(key[1:]) < gone and key not in holds]
+    return counts
+
+
 def _set_hints(pq, state, floor, checked, cursor=None, seen_from=None, contended_at=None,
                abandoned=(), holds=None, gap_hints=None, done=(), quiet=False):
     """Store new hints, only over the ones this caller read.
@@ -564,6 +576,9 @@ def _set_hints(pq, state, floor, checked, cursor=None, seen_from=None, contended
             # What was noted above the old cursor may skip what comes back.
             actions += [QueueState.ahead.remove(), QueueState.gaps.remove(),
                         QueueState.done.remove()]
+        else:  # and the windows done below the new cursor go
+            actions += [QueueState.done[f"{start:x}"].remove()
+                        for start in done if start < cursor]
         if seen_from is None:
             condition &= _unchanged(QueueState.cursor, state.cursor)
         elif seen_from > floor:
@@ -572,19 +587,13 @@ def _set_hints(pq, state, floor, checked, cursor=None, seen_from=None, contended
             condition &= QueueState.cursor.does_not_exist() | (QueueState.cursor < cursor)
         for token in abandoned:
             condition &= QueueState.pending[token].exists()
-        actions += [QueueState.done[f"{start:x}"].remove() for start in done if start < cursor]
     if actions:
         condition &= _unchanged(QueueState.checked, state.checked)
         if quiet:  # only while no claimer has been contending since
             condition &= _unchanged(QueueState.contended, state.contended)
     if contended_at is not None and (state.contended or 0) < contended_at - CONTENTION_MS / 2:
         actions.append(QueueState.contended.set(contended_at))
-    counts = add_holds(holds or {})
-    if counts:
-        gone = clock.now_ms() // HOLD_BUCKET_MS
-        counts += [QueueState.holds[key].remove() for key in
-                   (state.holds.as_dict() if state.holds is not None else {})
-                   if int(key[1:]) < gone and key not in holds]
+    counts = _hold_counts(state, holds or {})
     if not actions and not counts:
         return
     if not actions:
@@ -705,7 +714,7 @@ def _set_window_hints(pq, state, floor, checked, windows, contended_at=None,
     waiting = {} if len(done) >= MOST_DONE else {
         start: end for start, end in mine.items() if not (carries and start in path)}
     noted = [QueueState.done[f"{start:x}"].set(end) for start, end in waiting.items()]
-    counts = add_holds(holds or {})
+    counts = _hold_counts(state, holds or {})
     if contended_at is not None and (state.contended or 0) < contended_at - CONTENTION_MS / 2:
         counts.append(QueueState.contended.set(contended_at))
     if carries or checked != (state.checked or CLAIM_PREFIX):
