@@ -11,7 +11,10 @@ not filter-scan the queue. They keep two hints in the queue's state item:
 * `cursor`: no message below it is free, unless a pending timer covers it.
   Claimers read from the cursor, take what is free and move the cursor past
   what they have seen held, taken, expired or deleted. A gap (a reserved
-  position not written yet) stops it until the post must have landed.
+  position not written yet) stops it until the post must have landed; the
+  claimers read on past it, though (`ahead`), and read the few gaps it waits
+  at (`gaps`) on each claim, so free messages behind a young gap and many
+  held ones are still found.
 * `checked`: timers up to it are handled. Every hold has a timer that falls
   due when the hold may end: the claim record itself (keyed by its original
   expiry), one per renewal and release, one per delayed post. A claimer first
@@ -23,18 +26,24 @@ claim reads about what it takes, and writes one item per message, one claim
 record and one state update.
 
 Concurrent claimers read the same cursor, so they would race for the same
-oldest messages, and every lost race is a billed write. While claimers are
-seen contending, each one first takes a window of positions, as many as its
-limit, with an atomic ADD on the state item (which also reads it), and reads
+oldest messages, and every lost race is a billed write. A claimer that loses
+one stops trying there and takes the rest from a window; while claimers are
+seen contending, each one takes a window of positions, as many as it needs,
+with an atomic ADD on the state item (which also reads it: a function that
+saw contention lately sends it without reading the state first), and reads
 only that window (skipping positions costs nothing: they are keys), after
 the timers. Windows are disjoint; when they have fallen behind the cursor
-they start again at it. A claimer moves the cursor over the range it read if
-the cursor has reached that range, so windows taken in turn carry it along.
-A lone claimer takes no window: always the oldest.
+they start again at it. A claimer notes the windows it has done on the state
+item with its one unconditional write (`done`); the cursor moves through a
+run of them once every window below is done, by the claimer that completes
+it (or one that finds six done in a row), and claimers read from the end of
+that run. A lone claimer takes no window: always the oldest.
 """
 from __future__ import annotations
 
 import random
+import threading
+from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 from pynamodb.exceptions import DeleteError, DoesNotExist, TransactWriteError, UpdateError
@@ -89,8 +98,20 @@ MOST_TIMERS_PER_CLAIM = 100
 # other claimers rarely costs another round (and another claim-record write).
 CANDIDATE_MARGIN = 5
 CLAIM_ROUNDS = 3
+# Young gaps the cursor may wait at while claimers read on past them.
+MOST_GAPS = 10
+# Windows done above the cursor that the state holds at most, and how many
+# in a row from the cursor a claimer moves it through with a write of its own.
+MOST_DONE = 16
+FOLD_DONE = 6
 # Claimers take windows this long after contention was last seen.
 CONTENTION_MS = 10_000
+# When claimers were last seen contending on a queue, as this function last
+# read it (the least recently used queues dropped first): while that is
+# recent, a claim takes its window without reading the state first.
+CONTENDED_QUEUES = 1000
+_contended: OrderedDict[tuple[str, str], int] = OrderedDict()
+_contended_lock = threading.Lock()
 
 
 def new_claim_id(expires: int) -> str:
@@ -263,12 +284,25 @@ class Claimer:
         # Tokens of posts past their deadline whose messages the cursor would
         # pass: the move holds only while they are still uncommitted.
         self.abandoned = set()
+        # Young gaps the cursor waits at (position -> deadline) and where to
+        # read on from, as the state has them; gaps met reading, and what
+        # the listed ones hold now (None: still not written).
+        self.gaps, self.ahead = {}, None
+        self.new_gaps = {}
+        self.gap_records = None
+        self.timers_read = False  # once per claim: the first round takes what they release
+        self.windows = []  # (from, to): windows read, with nothing free left untried
 
     def saw(self, state: QueueState) -> None:
         """Note the posts the queue's state lists as unfinished, and how far
         positions were reserved: a batch reserved later is not listed."""
         self.writing, self.unfinished = unfinished_batches(state, self.now)
         self.counter = int(state.counter or 0)
+        cursor = max(state.cursor or 0, self.floor)
+        gaps = state.gaps.as_dict() if state.gaps is not None else {}
+        self.gaps = {int(position, 16): int(deadline) for position, deadline in gaps.items()
+                     if int(position, 16) >= cursor}
+        self.ahead = int(state.ahead) if (state.ahead or 0) > cursor else None
 
     def unlisted_batch(self, record: MessageRecord) -> bool:
         """Whether the message is of a batch reserved after the state was
@@ -314,12 +348,13 @@ class Claimer:
         self.taken.append(record)
         return True
 
-    def take_some(self, found: Iterable[MessageRecord]) -> None:
+    def take_some(self, found: Iterable[MessageRecord], stop_at_loss: bool = False) -> None:
         """Take candidates oldest first until full, as many at once as are
         still needed. Claimers that lose a race are reading the same
         candidates in the same order as the winner: after a loss the rest are
         tried from a random one on, so claimers spread out instead of losing
-        every race after the first (each loss is a billed write)."""
+        every race after the first (each loss is a billed write); or, given
+        `stop_at_loss`, not tried at all (the claim goes on in a window)."""
         order = list(found)
         if self.lost and order:  # a later round: others are at the head too
             jump = random.randrange(len(order))
@@ -330,30 +365,42 @@ class Claimer:
             won = in_parallel([lambda record=record: self.take(record) for record in batch])
             if not all(won):
                 self.lost += won.count(False)
+                if stop_at_loss:
+                    return
                 if order:
                     jump = random.randrange(len(order))
                     order = order[jump:] + order[:jump]
 
-    def candidates(self, checked: str, start: int, window: bool = False,
+    def candidates(self, checked: str, start: int, window: int = 0,
                    ) -> tuple[list[MessageRecord],
                           list[tuple[ClaimRecord, list[MessageRecord]]],
                           list[MessageRecord]]:
         """Free messages to try, oldest first: those of due timers, then from
-        `start` on (the cursor), or, given a `window` of positions handed to
-        this claimer alone, from its start to its end: the next is another's.
+        `start` on (the cursor), or, given a `window` (that many positions
+        handed to this claimer alone), to its end: the next is another's.
+        The free messages of gaps the cursor waits at come with the timers'.
         Returns (candidates, timers read, records read from `start`). The
         timers and `start` are read at once: when timers release messages
         (rare: a consumer that did not delete) the read from `start` was
         longer than needed."""
         # Each race lost so far widens the window: claimers spread over more.
         wanted = self.limit - len(self.taken) + CANDIDATE_MARGIN + self.lost
-        end = start + self.limit - 1 if window else 2 ** 64 - 1
-        timers, read = in_parallel([
-            lambda: list(released_by_timers(self.pq, due_timers(self.pq, checked, self.now),
-                                            self.now, self.floor, self.unfinished)),
-            lambda: self._read_free(start, wanted, end)])
-        released = sorted({position_of(r.message_id): r for _, records in timers
-                           for r in records if self.untried_free(r)}.items())
+        end = start + window - 1 if window else 2 ** 64 - 1
+        reads = [
+            lambda: [] if self.timers_read else list(released_by_timers(
+                self.pq, due_timers(self.pq, checked, self.now), self.now, self.floor,
+                self.unfinished)),
+            lambda: self._read_free(start, wanted, end)]
+        if self.gaps and self.gap_records is None and not window:
+            reads.append(lambda: _records_at(self.pq, self.gaps))
+        timers, read, *gap_records = in_parallel(reads)
+        self.timers_read = True
+        older = {position_of(r.message_id): r for _, records in timers for r in records}
+        if gap_records:
+            self.gap_records = {position_of(r.message_id): r for r in gap_records[0]}
+            older.update(self.gap_records)
+        released = sorted((position, record) for position, record in older.items()
+                          if self.untried_free(record))
         found = [record for _, record in released][:wanted]
         named = {position for position, _ in released}  # a timer may name it too
         found += [record for record in read if self.untried_free(record)
@@ -365,14 +412,18 @@ class Claimer:
                 and not self.unlisted_batch(record)
                 and position_of(record.message_id) not in self.tried)
 
-    def round(self, checked: str, start: int, window: bool = False) -> tuple[bool, str]:
+    def round(self, checked: str, start: int, window: int = 0) -> tuple[bool, str]:
         """Take candidates (see `candidates`) and note the range read from
         `start`. Returns (whether any was free, timers handled up to)."""
         found, timers, read = self.candidates(checked, start, window)
+        waits = bool(self.gaps or self.ahead or self.new_gaps)
         if found:
             self.record(found)
-            self.take_some(found)
-        self.seen.append((start, self.cursor_after(read, start)))
+            self.take_some(found, stop_at_loss=not (window or waits))
+        self.seen.append((start, self.cursor_after(read, start,
+                                                   None if window else self.new_gaps, window)))
+        if window:
+            self.windows.append(self.seen[-1])
         return bool(found), self.checked_after(timers, checked)
 
     def _read_free(self, start, wanted, end):
@@ -410,31 +461,73 @@ class Claimer:
             checked = timer.sk
         return checked
 
-    def cursor_after(self, read: Iterable[MessageRecord], start: int) -> int:
+    def cursor_after(self, read: Iterable[MessageRecord], start: int,
+                     gaps: dict[int, int] | None = None, window: bool = False) -> int:
         """Past the records read from `start` that are not free (held,
         expired, gone, from a post that never committed) or were tried; not
-        past a free one left untried, nor a post that may still be writing."""
+        past a free one left untried, nor a post that may still be writing.
+        Given `gaps`, it goes on past young gaps (positions a post may still
+        write), noting them there with the time their post must have landed
+        by, up to MOST_GAPS in all; else it stops at the first. In a `window`
+        it stops at a post that outlived its deadline: what it has seen done
+        is stored unconditionally (see _set_window_hints)."""
         expected = cursor = start
         for record in read:
             position = position_of(record.message_id)
-            if position > expected and self.now - record.created < POST_WINDOW_MS:
+            young = position > expected and self.now - record.created < POST_WINDOW_MS
+            if young and (gaps is None
+                          or len(self.gaps) + len(gaps) + position - expected > MOST_GAPS):
                 break  # a gap
             if record.batch_token in self.writing or self.unlisted_batch(record):
                 break
             if self.untried_free(record):
                 break
             if record.batch_token in self.unfinished:
+                if self.gaps or gaps or young or window:
+                    # Past a gap, the cursor stays below this post: a late
+                    # commit (see messages.commit_batch) would not see it passed.
+                    break
                 self.abandoned.add(record.batch_token)
+            if young:
+                gaps.update(dict.fromkeys(range(expected, position),
+                                          record.created + POST_WINDOW_MS))
             expected = cursor = position + 1
         return cursor
+
+    def gaps_left(self) -> dict[int, int]:
+        """The gaps still to wait at: listed ones not yet written, or holding
+        a message this claim left untried or a post not committed yet, and
+        those met while reading."""
+        left = dict(self.new_gaps)
+        for position, deadline in self.gaps.items():
+            record = (self.gap_records or {}).get(position)
+            if record is None:
+                if deadline > self.now or self.gap_records is None:
+                    left[position] = deadline
+            elif (self.untried_free(record) or record.batch_token in self.unfinished
+                  or self.unlisted_batch(record)):
+                left[position] = deadline
+        return left
 
 
 def _unchanged(attribute, value):
     return attribute == value if value is not None else attribute.does_not_exist()
 
 
+def _hold_counts(state, holds):
+    """The actions that count a claim's holds for stats, and drop the counts
+    of minutes gone by."""
+    counts = add_holds(holds)
+    if counts:
+        gone = clock.now_ms() // HOLD_BUCKET_MS
+        counts += [QueueState.holds[key].remove() for key in
+                   (state.holds.as_dict() if state.holds is not None else {})
+                   if int(key[1:]) < gone and key not in holds]
+    return counts
+
+
 def _set_hints(pq, state, floor, checked, cursor=None, seen_from=None, contended_at=None,
-               abandoned=(), holds=None):
+               abandoned=(), holds=None, gap_hints=None, done=(), quiet=False):
     """Store new hints, only over the ones this caller read.
 
     Both need `checked` as read. The cursor moves to `cursor` if it is as
@@ -447,6 +540,12 @@ def _set_hints(pq, state, floor, checked, cursor=None, seen_from=None, contended
     still uncommitted: one that commits late must not be left behind it (the
     post, for its part, commits only while the cursor is not past it). A
     claimer that met contention says so, for the next claimers to take windows.
+    Given `gap_hints` (ahead, {position: deadline}), the cursor, `ahead` and
+    the gaps are stored only over the cursor and `ahead` as read; a cursor
+    moved down drops them and the windows done (claimers read from it
+    again), `quiet`: only while the state shows no more contention than as
+    read (see settle_timers). Windows done below the new cursor (`done`, as
+    read) go.
     The same write counts the claim's holds for stats (`holds`), and drops
     the counts of minutes gone by; should the hints lose their race, the
     counts are written alone.
@@ -454,8 +553,32 @@ def _set_hints(pq, state, floor, checked, cursor=None, seen_from=None, contended
     actions, condition = [], QueueState.counter.exists()
     if checked != (state.checked or CLAIM_PREFIX):
         actions.append(QueueState.checked.set(checked))
-    if cursor is not None and cursor != (state.cursor or 0):
+    if gap_hints is not None:
+        ahead, gaps = gap_hints
+        if cursor != (state.cursor or 0):
+            actions.append(QueueState.cursor.set(cursor))
+        if ahead is not None:
+            actions.append(QueueState.ahead.set(ahead))
+        elif state.ahead is not None:
+            actions.append(QueueState.ahead.remove())
+        if gaps:
+            actions.append(QueueState.gaps.set(
+                {f"{position:x}": deadline for position, deadline in gaps.items()}))
+        elif state.gaps is not None:
+            actions.append(QueueState.gaps.remove())
+        condition &= (_unchanged(QueueState.cursor, state.cursor)
+                      & _unchanged(QueueState.ahead, state.ahead))
+        for token in abandoned:
+            condition &= QueueState.pending[token].exists()
+    elif cursor is not None and cursor != (state.cursor or 0):
         actions.append(QueueState.cursor.set(cursor))
+        if cursor < (state.cursor or 0):
+            # What was noted above the old cursor may skip what comes back.
+            actions += [QueueState.ahead.remove(), QueueState.gaps.remove(),
+                        QueueState.done.remove()]
+        else:  # and the windows done below the new cursor go
+            actions += [QueueState.done[f"{start:x}"].remove()
+                        for start in done if start < cursor]
         if seen_from is None:
             condition &= _unchanged(QueueState.cursor, state.cursor)
         elif seen_from > floor:
@@ -466,14 +589,11 @@ def _set_hints(pq, state, floor, checked, cursor=None, seen_from=None, contended
             condition &= QueueState.pending[token].exists()
     if actions:
         condition &= _unchanged(QueueState.checked, state.checked)
+        if quiet:  # only while no claimer has been contending since
+            condition &= _unchanged(QueueState.contended, state.contended)
     if contended_at is not None and (state.contended or 0) < contended_at - CONTENTION_MS / 2:
         actions.append(QueueState.contended.set(contended_at))
-    counts = add_holds(holds or {})
-    if counts:
-        gone = clock.now_ms() // HOLD_BUCKET_MS
-        counts += [QueueState.holds[key].remove() for key in
-                   (state.holds.as_dict() if state.holds is not None else {})
-                   if int(key[1:]) < gone and key not in holds]
+    counts = _hold_counts(state, holds or {})
     if not actions and not counts:
         return
     if not actions:
@@ -496,13 +616,17 @@ def settle_timers(pq: str, floor: int) -> None:
     """
     now = clock.now_ms()
     state = load_state(pq)
+    if (state.contended or 0) > now - CONTENTION_MS - POST_WINDOW_MS:
+        # Claimers are about, and may be noting windows done: they take
+        # these messages themselves, and the cursor stays where it is.
+        return
     checked, cursor = state.checked or CLAIM_PREFIX, state.cursor or 0
     timers = due_timers(pq, checked, now)
     _, unfinished = unfinished_batches(state, now)
     for timer, records in released_by_timers(pq, timers, now, floor, unfinished):
         cursor = min([cursor] + [position_of(r.message_id) for r in records])
         checked = timer.sk
-    _set_hints(pq, state, floor, checked, cursor=cursor)
+    _set_hints(pq, state, floor, checked, cursor=cursor, quiet=True)
 
 
 def create(project: str, queue: str, floor: int, ttl: int, grace: int, limit: int,
@@ -551,11 +675,96 @@ def _cursor_move(seen, cursor):
     return tuple(best)
 
 
-def _take_window(pq, size):
-    """The queue's state, read by the write that hands out the next window."""
+def _windows_done(state):
+    """{start: end} of the windows done, as the state has them."""
+    done = state.done.as_dict() if state.done is not None else {}
+    return {int(start, 16): int(end) for start, end in done.items()}
+
+
+def _through_done(cursor, done):
+    """The starts of the windows done the cursor can move through, one
+    after the other from `cursor`, and where that takes it."""
+    path = []
+    while done.get(cursor, cursor) > cursor:
+        path.append(cursor)
+        cursor = done[cursor]
+    return path, cursor
+
+
+def _set_window_hints(pq, state, floor, checked, windows, contended_at=None,
+                      abandoned=(), holds=None):
+    """Store what a claim from windows saw: the windows it has done, for the
+    cursor to move through later, with one unconditional write.
+
+    The cursor moves over a window only once every window below it is done:
+    a claimer whose own window completes that (as the state it read shows
+    it) moves it, through all of them, with a write conditioned on the
+    cursor as read; so does one that moves `checked`. Should that lose its
+    race, the windows done and the counts are written alone. A claimer that
+    sees (in what that write returns) its windows complete FOLD_DONE or more
+    from the cursor moves it with one more write: one in several claims. At
+    most MOST_DONE windows wait: past that, a claimer stores only its counts
+    (and the cursor catches up when a claimer reads from it).
+    """
+    cursor = max(state.cursor or 0, floor)
+    done = _windows_done(state)
+    mine = {start: end for start, end in windows if end > start}
+    path, reach = _through_done(cursor, {**done, **mine})
+    carries = any(start in mine for start in path)
+    waiting = {} if len(done) >= MOST_DONE else {
+        start: end for start, end in mine.items() if not (carries and start in path)}
+    noted = [QueueState.done[f"{start:x}"].set(end) for start, end in waiting.items()]
+    counts = _hold_counts(state, holds or {})
+    if contended_at is not None and (state.contended or 0) < contended_at - CONTENTION_MS / 2:
+        counts.append(QueueState.contended.set(contended_at))
+    if carries or checked != (state.checked or CLAIM_PREFIX):
+        actions, condition = [], _unchanged(QueueState.checked, state.checked)
+        if checked != (state.checked or CLAIM_PREFIX):
+            actions.append(QueueState.checked.set(checked))
+        if carries:
+            actions.append(QueueState.cursor.set(reach))
+            actions += [QueueState.done[f"{start:x}"].remove()
+                        for start in done if start < reach]
+            condition &= _unchanged(QueueState.cursor, state.cursor)
+            for token in abandoned:
+                condition &= QueueState.pending[token].exists()
+        try:
+            update_creating_maps(QueueState(pq, STATE_KEY), actions + noted + counts,
+                                 QueueState.counter.exists() & condition)
+            return
+        except UpdateError as exc:
+            if not condition_failed(exc):
+                raise
+        if carries and len(done) < MOST_DONE:  # its windows wait for the next one
+            noted += [QueueState.done[f"{start:x}"].set(mine[start])
+                      for start in path if start in mine]
+    if not (noted or counts):
+        return
+    fresh = QueueState(pq, STATE_KEY)
+    update_creating_maps(fresh, noted + counts)
+    # The write returns the state: if this claim's windows completed a run of
+    # FOLD_DONE windows from the cursor, it moves the cursor through them.
+    cursor = max(fresh.cursor or 0, floor)
+    done = _windows_done(fresh)
+    path, reach = _through_done(cursor, done)
+    if len(path) >= FOLD_DONE and any(start in waiting for start in path):
+        try:
+            retrying(fresh.update, actions=[QueueState.cursor.set(reach)] + [
+                QueueState.done[f"{start:x}"].remove() for start in done if start < reach],
+                condition=_unchanged(QueueState.cursor, fresh.cursor))
+        except UpdateError as exc:
+            if not condition_failed(exc):
+                raise
+
+
+def _take_window(pq, size, contended_at=None):
+    """The queue's state, read by the write that hands out the next window
+    (and, given `contended_at`, says claimers contend)."""
     state = QueueState(pq, STATE_KEY)
-    retrying(state.update, actions=[QueueState.window_end.add(size)],
-             condition=QueueState.counter.exists())
+    actions = [QueueState.window_end.add(size)]
+    if contended_at is not None:
+        actions.append(QueueState.contended.set(contended_at))
+    retrying(state.update, actions=actions, condition=QueueState.counter.exists())
     return state
 
 
@@ -573,51 +782,113 @@ def _restart_windows(pq, window_end, new_end):
     return True
 
 
-def _claim_from_windows(claimer):
+def _claim_from_windows(claimer, contended_at=None):
     """Take what due timers released and free messages from windows of
-    positions handed to this claimer alone. Returns the state last read, the
-    timers handled up to, and whether other claimers are about."""
+    positions handed to this claimer alone, as many as it still needs
+    (`contended_at`: it has just lost races, and says so with the first).
+    Returns the state last read, the timers handled up to, and whether other
+    claimers are about. StaleQueue if the queue is not at the claimer's
+    version, before anything is taken."""
     others = False
     for _ in range(CLAIM_ROUNDS):
-        state = _take_window(claimer.pq, claimer.limit)
+        size = claimer.limit - len(claimer.taken)
+        state = _take_window(claimer.pq, size, contended_at)
+        contended_at = None
+        _saw_contention(claimer.pq, state.contended)
+        if not claimer.taken:
+            check_version(state, claimer.version)
         claimer.saw(state)
-        start = int(state.window_end) - claimer.limit
+        start = int(state.window_end) - size
         cursor = max(state.cursor or 0, claimer.floor)
         if start < cursor:  # the windows fell behind the cursor: restart them there
-            if not _restart_windows(claimer.pq, state.window_end, cursor + claimer.limit):
+            if not _restart_windows(claimer.pq, state.window_end, cursor + size):
                 others = True
                 continue
             start = cursor
         if start > (state.counter or 0):
             break  # nothing posted there yet: the oldest free messages are at the cursor
         others = others or start > cursor
-        _, checked = claimer.round(state.checked or CLAIM_PREFIX, start, window=True)
-        if claimer.taken:
+        taken = len(claimer.taken)
+        _, checked = claimer.round(state.checked or CLAIM_PREFIX, start, window=size)
+        if len(claimer.taken) > taken:
             return state, checked, others
     return state, state.checked or CLAIM_PREFIX, others
 
 
+def _saw_contention(pq, contended):
+    """Note when claimers were last seen contending on the queue."""
+    key = (QueueState.Meta.table_name, pq)
+    with _contended_lock:
+        _contended[key] = max(int(contended or 0), _contended.get(key, 0))
+        _contended.move_to_end(key)
+        if len(_contended) > CONTENDED_QUEUES:
+            _contended.popitem(last=False)
+
+
+def _contended_lately(pq, now):
+    """Whether claimers contended on the queue lately, as last seen here: the
+    state says so too (it only ever says later)."""
+    with _contended_lock:
+        return _contended.get((QueueState.Meta.table_name, pq), 0) > now - CONTENTION_MS
+
+
 def _claim(claimer):
-    state = load_state(claimer.pq)
-    check_version(state, claimer.version)
-    claimer.saw(state)
-    others = False
-    checked = state.checked or CLAIM_PREFIX
-    if (state.contended or 0) > claimer.now - CONTENTION_MS:
+    others = windowed = False
+    if _contended_lately(claimer.pq, claimer.now):
+        # The window's write reads the state: no read before it.
         state, checked, others = _claim_from_windows(claimer)
+        windowed = True
+    else:
+        state = load_state(claimer.pq)
+        check_version(state, claimer.version)
+        _saw_contention(claimer.pq, state.contended)
+        claimer.saw(state)
+        checked = state.checked or CLAIM_PREFIX
+        if (state.contended or 0) > claimer.now - CONTENTION_MS:
+            state, checked, others = _claim_from_windows(claimer)
+            windowed = True
     cursor = max(state.cursor or 0, claimer.floor)
-    for _ in range(0 if claimer.taken else CLAIM_ROUNDS):  # again if others won races
-        found, checked = claimer.round(checked, cursor)
-        cursor = claimer.seen[-1][1]
+    done = _windows_done(state)
+    rounds = 0 if claimer.taken else CLAIM_ROUNDS
+    if claimer.ahead:  # past the gaps the cursor waits at
+        start = claimer.ahead
+    else:  # past the windows done from the cursor on
+        _, start = _through_done(cursor, done)
+        if rounds and start > cursor:
+            claimer.seen.append((cursor, start))
+    waits = False  # at gaps: the hints say where to read on from
+    for _ in range(rounds):  # again if others won races
+        windowed = False
+        found, checked = claimer.round(checked, start)
+        start = claimer.seen[-1][1]
+        waits = bool(claimer.gaps or claimer.ahead or claimer.new_gaps)
         if claimer.full or not found:
             break
-    seen_from, seen_to = _cursor_move(claimer.seen, max(state.cursor or 0, claimer.floor))
+        if claimer.lost and not waits:
+            # Others race for the same messages: the rest comes from a window
+            # (the range read here was read with a state now out of date).
+            claimer.seen.clear()
+            state, checked, others = _claim_from_windows(claimer, contended_at=claimer.now)
+            windowed = True
+            break
     contended = others or claimer.lost > 0
     telemetry.count(telemetry.CLAIM_RACES_LOST, claimer.lost)
-    _set_hints(claimer.pq, state, claimer.floor, checked, cursor=seen_to,
-               seen_from=seen_from, contended_at=claimer.now if contended else None,
-               abandoned=claimer.abandoned,
-               holds={hold_key("c", claimer.expires): len(claimer.taken)})
+    hints = {"contended_at": claimer.now if contended else None,
+             "abandoned": claimer.abandoned,
+             "holds": {hold_key("c", claimer.expires): len(claimer.taken)}}
+    if waits:
+        # The cursor waits at the first gap left; the next claims read on from
+        # where this one stopped.
+        gaps = claimer.gaps_left()
+        _set_hints(claimer.pq, state, claimer.floor, checked,
+                   cursor=min(gaps, default=start), gap_hints=(start if gaps else None, gaps),
+                   **hints)
+    elif windowed:
+        _set_window_hints(claimer.pq, state, claimer.floor, checked, claimer.windows, **hints)
+    else:
+        seen_from, seen_to = _cursor_move(claimer.seen, cursor)
+        _set_hints(claimer.pq, state, claimer.floor, checked, cursor=seen_to,
+                   seen_from=seen_from, done=done, **hints)
     taken = sorted(claimer.taken, key=lambda record: position_of(record.message_id))
     return claimer.claim_id, [to_message(record, claimer.now) for record in taken]
 

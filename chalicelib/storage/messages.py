@@ -169,7 +169,8 @@ def update_creating_maps(state: QueueState, actions: list, condition=None) -> No
         if error_code(exc) != "ValidationException":
             raise
         retrying(state.update, actions=[QueueState.pending.set(QueueState.pending | {}),
-                                        QueueState.holds.set(QueueState.holds | {})])
+                                        QueueState.holds.set(QueueState.holds | {}),
+                                        QueueState.done.set(QueueState.done | {})])
         retrying(state.update, actions=actions, condition=condition)
 
 

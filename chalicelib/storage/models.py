@@ -199,6 +199,12 @@ class QueueState(PooledModel):
     # unless a timer not yet handled covers it; timers up to `checked` are handled.
     cursor = NumberAttribute(attr_name="cu", null=True)
     checked = UnicodeAttribute(attr_name="ck", null=True)
+    # While the cursor waits at positions a post may still write (young gaps):
+    # those positions (hex -> ms by which their post has landed or died), and
+    # where claimers read on from (nothing else in [cursor, ahead) is free
+    # unless a timer covers it).
+    gaps = MapAttribute(attr_name="gp", null=True)
+    ahead = NumberAttribute(attr_name="ah", null=True)
     # Posts still writing: batch token -> deadline (ms). See messages.post.
     pending = MapAttribute(attr_name="pd", null=True)
     # While claimers contend (see claims.py): where the next claim window
@@ -206,6 +212,9 @@ class QueueState(PooledModel):
     # contending (epoch ms).
     window_end = NumberAttribute(attr_name="w", null=True)
     contended = NumberAttribute(attr_name="ct", null=True)
+    # Windows done: start (hex) -> where its claimer left it, nothing free
+    # left untried in between; the cursor moves through them (see claims.py).
+    done = MapAttribute(attr_name="wd", null=True)
     # Raised before every change to the queue's item (see queues.py): facts
     # of the queue read at another version may be out of date.
     version = NumberAttribute(attr_name="v", null=True)

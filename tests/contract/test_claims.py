@@ -176,11 +176,6 @@ def test_released_messages_are_claimed_from_windows_too(ctx):
     assert [m.id for m in claims.create(ctx, "q", {"ttl": 60}, limit=10)[1]] == ids[:10]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "storage.claims: the cursor does not pass a gap younger than 30 s "
-    "(POST_WINDOW_MS) and a claim reads at most MOST_READ_PER_CLAIM (1000) "
-    "records, so with 1000 held or delayed messages behind a fresh gap every "
-    "claim reads 1000 items and finds nothing while free messages wait"))
 def test_free_messages_behind_many_delayed_ones_are_claimed(ctx):
     queues.create(ctx, "q", {"_default_message_delay": 300})
     messages.delete_many(ctx, "q", post(ctx, "q", 1, delay=0))  # a gap
@@ -188,3 +183,18 @@ def test_free_messages_behind_many_delayed_ones_are_claimed(ctx):
     free = post(ctx, "q", 5, start=1001, delay=0)
     taken = claims.create(ctx, "q", {"ttl": 60})[1] + claims.create(ctx, "q", {"ttl": 60})[1]
     assert [m.id for m in taken] == free
+
+
+def test_a_message_landing_in_a_gap_claimers_read_past_is_claimed_first(ctx, monkeypatch):
+    from chalicelib.storage import messages as message_store
+    real_write, landing = message_store.write_within, []
+    # A post whose message has not landed yet: its position is a young gap.
+    monkeypatch.setattr(message_store, "write_within",
+                        lambda records, deadline: landing.extend(records))
+    slow = post(ctx, "q", 1)
+    monkeypatch.setattr(message_store, "write_within", real_write)
+    later = post(ctx, "q", 3, start=1)
+    assert [m.id for m in claims.create(ctx, "q", {"ttl": 60}, limit=2)[1]] == later[:2]
+    real_write(landing, float("inf"))  # it lands
+    taken = claims.create(ctx, "q", {"ttl": 60}, limit=5)[1]
+    assert [m.id for m in taken] == slow + later[2:]
