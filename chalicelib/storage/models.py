@@ -30,9 +30,12 @@ def _meta(table_setting, stream_view_type=None):
         table_name = f"zaqar-{table_setting.removesuffix('_table')}"
         region = "us-east-1"
         host = None
-        # Fail fast and let storage.retry decide: botocore's own retries would
-        # multiply with ours and hide throttling from the 503 path.
-        max_retry_attempts = 1
+        # No retry inside botocore (pynamodb counts retries, not attempts):
+        # storage.retry decides. botocore's retries would multiply with ours
+        # and hide throttling from the 503 path, and a conditional write it
+        # retried after a lost answer would fail on its own first attempt
+        # where the caller cannot tell (a claim lost the message it held).
+        max_retry_attempts = 0
         connect_timeout_seconds = 2
         read_timeout_seconds = 5
         # Above storage.parallel's workers: concurrent requests of one Lambda
