@@ -7,6 +7,7 @@ from pynamodb.exceptions import TableError
 
 from chalicelib.config import get_settings
 from chalicelib.storage.models import ALL_MODELS, TTL_ATTRIBUTE, configure
+from chalicelib.storage.retry import retrying
 
 
 def create_tables(settings=None):
@@ -14,19 +15,19 @@ def create_tables(settings=None):
     storage pointed at them."""
     configure(settings or get_settings())
     for model in ALL_MODELS:
-        if model.exists():
+        if retrying(model.exists):
             continue
         try:
-            model.create_table(billing_mode="PAY_PER_REQUEST", wait=True)
+            retrying(model.create_table, billing_mode="PAY_PER_REQUEST", wait=True)
         except TableError as error:
             # On a busy machine the first CreateTable can outlast the models'
-            # read timeout and still succeed: botocore's retry then finds it.
+            # read timeout and still succeed: the retry then finds it.
             if error.cause_response_code != "ResourceInUseException":
                 raise
         connection = model._get_connection().connection
-        connection.client.update_time_to_live(
-            TableName=model.Meta.table_name,
-            TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE})
+        retrying(connection.client.update_time_to_live,
+                 TableName=model.Meta.table_name,
+                 TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE})
 
 
 def delete_tables():
