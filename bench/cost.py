@@ -20,10 +20,14 @@ so the depth and the claimed half stay where they were, and claims of
 earlier rounds fall due (60 s) as they would in steady use: claimers and
 lists then also read those timers, which is part of the steady-state cost.
 
-Then two concurrency sections: 1, 2, 4 and 8 claimers emptying a queue of
-800 messages together, and bench/throughput.py's workload (4 producers, 8
-workers claiming and deleting) run in this process without HTTP, with the
-cost of claims that found messages and of those that found none.
+Then what an echo-off listing costs a producer whose own messages fill the
+head of a queue, 100 and 5,000 of them, with another client's behind (so its
+run is closed and read from its item), and what a post costs that follows
+another client's post (it closes a run). Then two concurrency sections:
+1, 2, 4 and 8 claimers emptying a queue of 800 messages together, and
+bench/throughput.py's workload (4 producers, 8 workers claiming and
+deleting) run in this process without HTTP, with the cost of claims that
+found messages and of those that found none.
 """
 import sys
 import time
@@ -204,6 +208,51 @@ def life(recorder):
     delete = recorder.average("delete 1 with claim id").wru
     stream = recorder.average("stream -> stats counters, per round").wru / 20
     return post, claim, delete, stream
+
+
+OWN_HEADS = (100, 5_000)
+SAMPLES = 10
+
+
+def echo_off_behind_own(meter, body):
+    """A producer lists with echo off (Zaqar's default) a queue whose head is
+    its own messages, OWN_HEADS of them, with another client's 10 behind:
+    its run is closed, so the listing reads the run items. And posts of 10
+    that alternate between two clients: each closes a run."""
+    from bench import workload
+    from chalicelib.actions import messages as message_actions
+    producer = workload.context(PROJECT, workload.PRODUCER)
+    consumer = workload.context(PROJECT, workload.CONSUMER)
+    document = {"messages": [{"body": body, "ttl": 3600} for _ in range(10)]}
+    rows = []
+    for head in OWN_HEADS:
+        queue = f"own-head-{head}"
+        workload.fill_queue(PROJECT, queue, head, body)
+        message_actions.post(consumer, queue, document)
+        usage, out = common.Usage(), set()
+        for _ in range(SAMPLES):
+            with meter.measure() as measured:
+                found, _, _ = message_actions.list_messages(producer, queue, limit=20)
+            usage, out = usage + measured.usage, out | {len(found)}
+        usage = usage.scaled(1 / SAMPLES)
+        rows.append([f"list 20 echo off, {head:,} own messages at the head",
+                     "/".join(map(str, sorted(out))), round(usage.total_requests, 2),
+                     usage.breakdown(), round(usage.rru, 2), round(usage.wru, 2)])
+    queue = "alternating-posts"
+    for ctx in (producer, consumer):  # the queue made, one run each
+        message_actions.post(ctx, queue, document)
+    usage = common.Usage()
+    for number in range(2 * SAMPLES):
+        with meter.measure() as measured:
+            message_actions.post(producer if number % 2 == 0 else consumer, queue, document)
+        usage = usage + measured.usage
+    usage = usage.scaled(1 / (2 * SAMPLES))
+    rows.append(["post 10 after another client's post", "-", round(usage.total_requests, 2),
+                 usage.breakdown(), round(usage.rru, 2), round(usage.wru, 2)])
+    common.print_table(["call (average of %d)" % SAMPLES, "msgs out", "requests",
+                        "by operation", "RRU", "WRU"], rows,
+                       title="Echo off behind the caller's own messages, and runs' cost "
+                             "on posts")
 
 
 def contention(meter, body, post_wru, messages=800):
@@ -398,6 +447,7 @@ def run(db):
          "<= 1.2x?"],
         rows, title=f"Depth {high:,} vs {low:,} (cost = $ at on-demand prices, "
                     "RRU and WRU together)")
+    echo_off_behind_own(meter, body)
     contention(meter, body, recorders[DEPTHS[0]].average("post 10").wru / 10)
     mixed(meter, body)
     empty = sum(recorders[d].usage[n].empty_reads for d in DEPTHS for n in recorders[d].usage)

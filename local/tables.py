@@ -13,22 +13,23 @@ from pynamodb.exceptions import TableError
 from chalicelib.config import get_settings
 from chalicelib.storage import places
 from chalicelib.storage.models import ALL_MODELS, TTL_ATTRIBUTE, MessageRecord, configure
+from chalicelib.storage.retry import retrying
 
 
 def _create(model):
-    if model.exists():
+    if retrying(model.exists):
         return
     try:
-        model.create_table(billing_mode="PAY_PER_REQUEST", wait=True)
+        retrying(model.create_table, billing_mode="PAY_PER_REQUEST", wait=True)
     except TableError as error:
         # On a busy machine the first CreateTable can outlast the models'
-        # read timeout and still succeed: botocore's retry then finds it.
+        # read timeout and still succeed: the retry then finds it.
         if error.cause_response_code != "ResourceInUseException":
             raise
     connection = model._get_connection().connection
-    connection.client.update_time_to_live(
-        TableName=model.Meta.table_name,
-        TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE})
+    retrying(connection.client.update_time_to_live,
+             TableName=model.Meta.table_name,
+             TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE})
 
 
 def create_tables(settings=None):

@@ -5,6 +5,11 @@ whole batch), so positions give FIFO order for a single producer, serve as
 opaque markers, and are the message id (16 hex digits). The counter starts at
 a random base per queue, so an id of one queue names nothing in another.
 
+The counter also keeps runs: consecutive positions one client reserved. The
+latest run is on the queue's state, earlier ones in small run items, so that
+a listing that leaves out a client's own messages (echo off) passes them
+without reading them (see listing.py).
+
 Reads filter out expired messages themselves: DynamoDB's TTL deletes lazily.
 How claims find free messages without reading held ones is in claims.py.
 """
@@ -27,12 +32,14 @@ from chalicelib.storage.errors import StaleQueue, is_backend_failure
 from chalicelib.storage.models import (
     CLAIM_PREFIX,
     MESSAGE_PREFIX,
+    RUN_PREFIX,
     STATE_KEY,
     STATS_KEY,
     SWEEP_JOBS_KEY,
     ClaimRecord,
     MessageRecord,
     QueueState,
+    RunRecord,
     SweepJob,
     queue_key,
 )
@@ -177,12 +184,32 @@ def update_creating_maps(state: QueueState, actions: list, condition=None) -> No
 def reserve_positions(pq: str, count: int, batch_token: str | None = None,
                       deadline: int | None = None, version: int | None = None,
                       holds: dict[str, int] | None = None) -> int:
-    """Reserve `count` consecutive positions; returns the first.
+    """Reserve `count` consecutive positions for messages of no known client
+    (see reserve_run); returns the first. The run it may close is left
+    without its item: its positions are read, never passed over."""
+    return reserve_run(pq, count, None, batch_token, deadline, version, holds)[0]
+
+
+def reserve_run(pq: str, count: int, client: str | None, batch_token: str | None = None,
+                deadline: int | None = None, version: int | None = None,
+                holds: dict[str, int] | None = None) -> tuple[int, RunRecord | None]:
+    """Reserve `count` consecutive positions for `client`'s messages; returns
+    the first, and the item of the run this reservation closed, if it closed
+    one, for the caller to write.
 
     With a batch token, the same write lists the batch as pending until
     `deadline`, so readers hide its messages until the post commits. Given
     the queue's `version`, only while the queue is at it (else StaleQueue).
     The same write counts the messages for stats, and their delays (`holds`).
+
+    The state keeps the queue's latest run exact (QueueState.run_client): a
+    reservation of that run's client extends it, conditioned on the client
+    being the run's; any other reservation starts a run, and its answer
+    shows the run it closed. So a client that keeps posting pays nothing
+    more, and a change of client costs one failed write and one small item
+    (or, when two reservations of one client raced, one write joining them).
+    A run item that is never written costs only reads: listings read the
+    positions no run item covers.
     """
     base = random.getrandbits(RANDOM_BASE_BITS)
     state = QueueState(pq, STATE_KEY)
@@ -197,13 +224,67 @@ def reserve_positions(pq: str, count: int, batch_token: str | None = None,
     if version is not None:  # 0: a queue whose version was never raised
         condition = (QueueState.version == version if version
                      else QueueState.version.does_not_exist())
+    if client is not None:
+        # The first reservation of a queue starts its first run here too (at
+        # base + 1, as the counter does), so first posts racing each other
+        # do not each start one.
+        same_run = (QueueState.run_client == client) | QueueState.counter.does_not_exist()
+        try:
+            update_creating_maps(
+                state, actions + [QueueState.run_client.set(QueueState.run_client | client),
+                                  QueueState.run_start.set(QueueState.run_start | base + 1),
+                                  QueueState.closed_client.remove(),
+                                  QueueState.closed_start.remove()],
+                same_run if condition is None else condition & same_run)
+            return int(state.counter) - count + 1, None
+        except UpdateError as exc:
+            if not condition_failed(exc):
+                raise
+    # Every value on the right is the state's before this write.
+    actions += [QueueState.closed_client.set(QueueState.run_client | ""),
+                QueueState.closed_start.set(QueueState.run_start | 0),
+                QueueState.run_client.set(client or ""),
+                QueueState.run_start.set((QueueState.counter | base) + 1)]
     try:
         update_creating_maps(state, actions, condition)
     except UpdateError as exc:
         if version is not None and condition_failed(exc):
             raise StaleQueue() from None
         raise
-    return int(state.counter) - count + 1
+    first = int(state.counter) - count + 1
+    if not (state.closed_client and state.closed_start and int(state.closed_start) < first):
+        return first, None
+    closed_start = int(state.closed_start)
+    if state.closed_client == client and _join_runs(state, client, closed_start, first):
+        return first, None
+    return first, RunRecord(pq, run_key(first - 1), start=closed_start,
+                            client_id=state.closed_client,
+                            expires_at=clock.now_ms() // 1000 + RUN_KEEP_S)
+
+
+def _join_runs(state: QueueState, client: str, closed_start: int, first: int) -> bool:
+    """Make the run this client's reservation started at `first` go back to
+    `closed_start`, where its run just closed started: two of its
+    reservations raced (posts just after another client's, or one retried
+    after a lost answer). Only while the run is still the one it started;
+    False if not."""
+    try:
+        retrying(state.update, actions=[QueueState.run_start.set(closed_start)],
+                 condition=(QueueState.run_client == client) & (QueueState.run_start == first))
+    except UpdateError as exc:
+        if not condition_failed(exc):
+            raise
+        return False
+    return True
+
+
+def run_key(end: int) -> str:
+    return f"{RUN_PREFIX}{end:016x}"
+
+
+# A run item outlives its messages: the longest ttl is 14 days, and a claim
+# stretches a message's life by its ttl and grace, at most a day.
+RUN_KEEP_S = 15 * 86_400
 
 
 def load_state(pq: str) -> QueueState:
@@ -255,7 +336,7 @@ def forget_abandoned_batches(pq: str, now: int, older_than_ms: int) -> None:
             commit_batch(pq, token)
 
 
-def batch_write(items: Iterable[MessageRecord | ClaimRecord] = (),
+def batch_write(items: Iterable[MessageRecord | ClaimRecord | RunRecord] = (),
                 deletes: Iterable[MessageRecord | ClaimRecord] = ()) -> None:
     """Put and delete items with BatchWriteItem calls of at most 25.
 
@@ -306,8 +387,8 @@ def post(project: str, queue: str, messages: list[dict], client_id: str,
         if message.get("delay"):
             key = hold_key("d", started + message["delay"] * 1000)
             delays[key] = delays.get(key, 0) + 1
-    first = retrying(reserve_positions, pq, len(messages), batch_token, deadline, version,
-                     delays)
+    first, closed_run = retrying(reserve_run, pq, len(messages), client_id, batch_token,
+                                 deadline, version, delays)
     records, delayed = [], {}
     for offset, message in enumerate(messages):
         position = first + offset
@@ -325,7 +406,9 @@ def post(project: str, queue: str, messages: list[dict], client_id: str,
         records.append(record)
     timers = [delay_timer(pq, due, positions) for due, positions in delayed.items()]
     try:
-        write_within(records + timers, deadline)
+        # The closed run's item tells of earlier positions: a failed post
+        # does not take it back.
+        write_within(records + timers + ([closed_run] if closed_run else []), deadline)
         if batch_token is not None and not commit_batch(pq, batch_token, first):
             raise ServiceUnavailable(TOO_LATE)
     except Exception:
@@ -360,7 +443,8 @@ def void_positions(pq: str, first: int, count: int, delays: dict[str, int]) -> N
                              add_holds({key: -n for key, n in delays.items()}))
 
 
-def write_within(records: list[MessageRecord | ClaimRecord], deadline: int) -> None:
+def write_within(records: list[MessageRecord | ClaimRecord | RunRecord],
+                 deadline: int) -> None:
     for start in range(0, len(records), BATCH_WRITE_MAX):
         if clock.now_ms() > deadline:
             raise ServiceUnavailable(TOO_LATE)

@@ -51,9 +51,12 @@ class _FollowsPlace(type):
 def _meta(table_setting, stream_view_type=None, pooled=False):
     class Meta(metaclass=_FollowsPlace if pooled else type):
         table = table_setting  # the Settings field naming the table
-        # Fail fast and let storage.retry decide: botocore's own retries would
-        # multiply with ours and hide throttling from the 503 path.
-        max_retry_attempts = 1
+        # No retry inside botocore (pynamodb counts retries, not attempts):
+        # storage.retry decides. botocore's retries would multiply with ours
+        # and hide throttling from the 503 path, and a conditional write it
+        # retried after a lost answer would fail on its own first attempt
+        # where the caller cannot tell (a claim lost the message it held).
+        max_retry_attempts = 0
         connect_timeout_seconds = 2
         read_timeout_seconds = 5
         # Above storage.parallel's workers: concurrent requests of one Lambda
@@ -161,8 +164,11 @@ class FlavorRecord(Model):
 #   sk "t"               what the stream handler counts for stats (see stats.py)
 #   sk "c#<due><rand>"   a claim record or a timer: something that holds
 #                        messages until <due> (see claims.py)
+#   sk "r#<position>"    a run: positions up to <position> one client
+#                        reserved, from its start on (see messages.py)
 MESSAGE_PREFIX = "m#"
 CLAIM_PREFIX = "c#"
+RUN_PREFIX = "r#"
 STATE_KEY = "s"
 STATS_KEY = "t"  # removals counted from the stream, see stats.py
 
@@ -225,6 +231,27 @@ class QueueState(PooledModel):
     # reservation).
     posted = NumberAttribute(attr_name="np", null=True)
     holds = MapAttribute(attr_name="hs", null=True)
+    # The latest run: every position from `run_start` to `counter` was
+    # reserved by `run_client` ("": a reservation of no known client). A
+    # reservation that starts a new run copies the run it closes to the
+    # `closed_*` attributes, so that its answer tells the poster, who writes
+    # the run item; the next reservation of the same run removes them.
+    run_client = UnicodeAttribute(attr_name="rc", null=True)
+    run_start = NumberAttribute(attr_name="rs", null=True)
+    closed_client = UnicodeAttribute(attr_name="pc", null=True)
+    closed_start = NumberAttribute(attr_name="ps", null=True)
+
+
+class RunRecord(PooledModel):
+    """Positions `start` to the end its key names, all reserved by one client
+    (a closed run, see QueueState.run_client): an echo-off listing passes
+    them without reading them."""
+    Meta = MessageRecord.Meta
+    pq = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    start = NumberAttribute(attr_name="a")
+    client_id = UnicodeAttribute(attr_name="ci")
+    expires_at = NumberAttribute(attr_name="x")  # epoch s: TTL backstop
 
 
 class ClaimRecord(PooledModel):
