@@ -1023,6 +1023,10 @@ def test_rest_fuzz(http_client, sentinel):
 
 # -- websocket ---------------------------------------------------------------
 
+# Pools and flavors (a pooling stage's admin frames; this runner has none).
+POOL_NAMES = st.sampled_from(["p1", "gold", "x" * 65, ""])
+POOL_URIS = st.sampled_from(["dynamodb://us-east-1/pool-a", "redis://127.0.0.1:6379",
+                             "dynamodb://us-east-1/p?endpoint=http://127.0.0.1:9"])
 WS_FIELDS = {
     "queue_name": queue_refs,
     "metadata": st.one_of(queue_metadata, json_values),
@@ -1045,6 +1049,10 @@ WS_FIELDS = {
     "subscriber": subscribers,
     "options": st.one_of(st.dictionaries(st.sampled_from(["_retry_policy", "x"]),
                                          json_values, max_size=2), json_values),
+    **{name: st.one_of(strategy, json_values) for name, strategy in (
+        ("pool_name", POOL_NAMES), ("flavor_name", POOL_NAMES), ("weight", ints),
+        ("uri", POOL_URIS), ("flavor", POOL_NAMES),
+        ("pool_list", st.lists(POOL_NAMES, max_size=3)), ("capabilities", json_values))},
 }
 mids = st.builds(Ref, st.just("mid"), st.integers(0, 50))
 WS_PLAUSIBLE = {
@@ -1057,6 +1065,10 @@ WS_PLAUSIBLE = {
     "include_delayed": st.booleans(),
     "resource_types": st.lists(st.sampled_from(["messages", "subscriptions"]), min_size=1,
                                max_size=2),
+    "pool_name": POOL_NAMES, "flavor_name": POOL_NAMES, "flavor": POOL_NAMES,
+    "weight": st.integers(0, 100), "uri": POOL_URIS,
+    "pool_list": st.lists(POOL_NAMES, min_size=1, max_size=2),
+    "capabilities": st.just({}),
     "messages": st.lists(st.fixed_dictionaries({"body": free_json, "ttl": seconds}),
                          min_size=1, max_size=3),
     "message_id": mids, "message_ids": st.lists(mids, min_size=1, max_size=3),
@@ -1088,6 +1100,16 @@ ACTION_FIELDS = {
     "subscription_get": ["queue_name", "subscription_id"],
     "subscription_list": ["queue_name", "marker", "limit"],
     "subscription_delete": ["queue_name", "subscription_id"],
+    "pool_list": ["marker", "limit", "detailed"],
+    "pool_create": ["pool_name", "weight", "uri", "flavor", "options"],
+    "pool_get": ["pool_name", "detailed"],
+    "pool_update": ["pool_name", "weight", "uri", "flavor", "options"],
+    "pool_delete": ["pool_name"],
+    "flavor_list": ["marker", "limit", "detailed"],
+    "flavor_create": ["flavor_name", "pool_list", "capabilities"],
+    "flavor_get": ["flavor_name"],
+    "flavor_update": ["flavor_name", "pool_list", "capabilities"],
+    "flavor_delete": ["flavor_name"],
 }
 ACTIONS = list(ACTION_FIELDS)
 # Actions that store what they are given are drawn more often: what they
