@@ -117,24 +117,34 @@ def delete_pool(ctx: Context, name: str) -> None:
             return
 
 
-def shown_flavor(ctx: Context, flavor: Flavor, detailed: bool = True) -> dict:
-    shown = {"name": flavor.name, "href": f"/v2/flavors/{flavor.name}",
-             "pool_list": [pool.name for pool in storage(ctx).pools.in_flavor(flavor.name)]}
+def shown_flavors(ctx: Context, flavors: list[Flavor], detailed: bool = True) -> list[dict]:
+    """The flavors as Zaqar shows them, their pools read once for all."""
+    every = storage(ctx).pools.every()
+    shown = [{"name": flavor.name, "href": f"/v2/flavors/{flavor.name}",
+              "pool_list": [pool.name for pool in every if pool.flavor == flavor.name]}
+             for flavor in flavors]
     if detailed:
-        shown["capabilities"] = CAPABILITIES
+        for entry in shown:
+            entry["capabilities"] = CAPABILITIES
     return shown
+
+
+def shown_flavor(ctx: Context, flavor: Flavor, detailed: bool = True) -> dict:
+    return shown_flavors(ctx, [flavor], detailed)[0]
 
 
 def _regroup(ctx, name, pool_list):
     """Tag the listed pools with the flavor, and untag its others."""
     pools = storage(ctx).pools
-    missing = [pool for pool in pool_list if pools.get(pool) is None]
+    every = pools.every()
+    known = {pool.name for pool in every}
+    missing = [pool for pool in pool_list if pool not in known]
     if missing:
         raise BadRequest(f"Pool {missing[0]} does not exist.")
     for pool in pool_list:
         pools.tag(pool, name)
-    for pool in pools.in_flavor(name):
-        if pool.name not in pool_list:
+    for pool in every:
+        if pool.flavor == name and pool.name not in pool_list:
             pools.tag(pool.name, None, only_if=name)
 
 

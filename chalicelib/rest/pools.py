@@ -61,8 +61,7 @@ def list_flavors(call):
     detailed = bool(param_bool(call.params, "detailed"))
     found = pools.list_flavors(call.ctx, param_text(call.params, "marker"),
                                param_int(call.params, "limit"))
-    return _page(call, "flavors",
-                 [pools.shown_flavor(call.ctx, flavor, detailed) for flavor in found])
+    return _page(call, "flavors", pools.shown_flavors(call.ctx, found, detailed))
 
 
 @route(bp, "/v2/flavors/{flavor_name}", ["PUT"], "flavors:create")

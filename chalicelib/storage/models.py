@@ -33,19 +33,18 @@ class _FollowsPlace(type):
     configure() sets). pynamodb reads them from the Meta, batch answers
     included."""
 
-    def _where(meta, field, of_place):
-        place = places.current()
-        return getattr(meta, "stage_" + field) if place is None else of_place(place, meta)
+    def _placed(field, of_place):
+        """The Meta's `field`: the current place's, else the stage's, which
+        setting it (configure) changes."""
+        def get(meta):
+            place = places.current()
+            return getattr(meta, "stage_" + field) if place is None else of_place(place, meta)
+        return property(get, lambda meta, value: setattr(meta, "stage_" + field, value))
 
-    table_name = property(
-        lambda meta: meta._where("table_name", lambda place, meta: place.table(meta.table)),
-        lambda meta, value: setattr(meta, "stage_table_name", value))
-    region = property(
-        lambda meta: meta._where("region", lambda place, meta: place.region),
-        lambda meta, value: setattr(meta, "stage_region", value))
-    host = property(
-        lambda meta: meta._where("host", lambda place, meta: place.endpoint),
-        lambda meta, value: setattr(meta, "stage_host", value))
+    table_name = _placed("table_name", lambda place, meta: place.table(meta.table))
+    region = _placed("region", lambda place, meta: place.region)
+    host = _placed("host", lambda place, meta: place.endpoint)
+    del _placed
 
 
 def _meta(table_setting, stream_view_type=None, pooled=False):

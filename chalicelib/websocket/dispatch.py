@@ -255,8 +255,7 @@ def pool_delete(call):
 def flavor_list(call):
     found = pools.list_flavors(call.ctx, call.body.get("marker"), call.body.get("limit"))
     detailed = call.body.get("detailed", False)
-    return 200, {"flavors": [pools.shown_flavor(call.ctx, flavor, detailed)
-                             for flavor in found]}
+    return 200, {"flavors": pools.shown_flavors(call.ctx, found, detailed)}
 
 
 def flavor_create(call):
