@@ -144,8 +144,10 @@ def start(port=0, data_dir=None, host="127.0.0.1", install_dir=INSTALL_DIR,
     if data_dir is not None:
         Path(data_dir).mkdir(parents=True, exist_ok=True)
         storage = ["-dbPath", str(Path(data_dir).resolve())]
+    # Telemetry would send traffic off this machine: only 127.0.0.1 is a target.
     command = ["java", f"-Djava.library.path={jar.parent / 'DynamoDBLocal_lib'}",
-               "-jar", str(jar), "-port", str(port), *storage, "-sharedDb"]
+               "-jar", str(jar), "-port", str(port), *storage, "-sharedDb",
+               "-disableTelemetry"]
     # A file rather than a pipe: nobody reads the output while it runs, and a
     # full pipe would block the JVM. It is shown if the start fails.
     log_file = tempfile.TemporaryFile()
