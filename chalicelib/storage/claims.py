@@ -354,11 +354,19 @@ class Claimer:
         candidates in the same order as the winner: after a loss the rest are
         tried from a random one on, so claimers spread out instead of losing
         every race after the first (each loss is a billed write); or, given
-        `stop_at_loss`, not tried at all (the claim goes on in a window)."""
+        `stop_at_loss`, not tried at all (the claim goes on in a window), and
+        the first is tried alone."""
         order = list(found)
         if self.lost and order:  # a later round: others are at the head too
             jump = random.randrange(len(order))
             order = order[jump:] + order[:jump]
+        if stop_at_loss and order:
+            # Claimers that have not seen each other read the same head: one
+            # write finds out whether others race for it before more are lost.
+            if not self.take(order[0]):
+                self.lost += 1
+                return
+            order = order[1:]
         while order and not self.full:
             needed = self.limit - len(self.taken)
             batch, order = order[:needed], order[needed:]
@@ -390,7 +398,8 @@ class Claimer:
             lambda: [] if self.timers_read else list(released_by_timers(
                 self.pq, due_timers(self.pq, checked, self.now), self.now, self.floor,
                 self.unfinished)),
-            lambda: self._read_free(start, wanted, end)]
+            # Nothing was posted from `start` on when the state was read.
+            lambda: self._read_free(start, wanted, end) if start <= self.counter else []]
         if self.gaps and self.gap_records is None and not window:
             reads.append(lambda: _records_at(self.pq, self.gaps))
         timers, read, *gap_records = in_parallel(reads)
