@@ -98,6 +98,12 @@ MOST_TIMERS_PER_CLAIM = 100
 # other claimers rarely costs another round (and another claim-record write).
 CANDIDATE_MARGIN = 5
 CLAIM_ROUNDS = 3
+# What choosing and taking a candidate reads of it; a take's answer (the
+# whole item, as updated) brings the rest.
+CANDIDATE_ATTRIBUTES = [MessageRecord.pq, MessageRecord.sk, MessageRecord.message_id,
+                        MessageRecord.created, MessageRecord.expires, MessageRecord.ttl,
+                        MessageRecord.claim_id, MessageRecord.claim_expires,
+                        MessageRecord.claim_count, MessageRecord.batch_token]
 # Young gaps the cursor may wait at while claimers read on past them.
 MOST_GAPS = 10
 # Windows done above the cursor that the state holds at most, and how many
@@ -437,10 +443,12 @@ class Claimer:
 
     def _read_free(self, start, wanted, end):
         """The records from `start` (to `end`), read until `wanted` free
-        untried messages are among them."""
+        untried messages are among them: without their bodies, which the
+        takes' answers bring (a dead-letter move needs the whole message)."""
         read = []
         for record in scan(self.pq, start, consistent=True, end=end,
-                           page_size=min(100, 2 * wanted + 5)):
+                           page_size=min(100, 2 * wanted + 5),
+                           attributes=None if self.dead_letter else CANDIDATE_ATTRIBUTES):
             read.append(record)
             wanted -= self.untried_free(record)
             if wanted <= 0 or len(read) >= MOST_READ_PER_CLAIM:

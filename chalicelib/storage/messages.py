@@ -474,8 +474,9 @@ def get_records(pq: str, positions: Iterable[int],
 
 
 def scan(pq: str, start: int, consistent: bool = False, page_size: int = 50,
-         end: int = 2 ** 64 - 1) -> Iterator[MessageRecord]:
-    """Message records from position `start` on (to `end`), in order (lazy).
+         end: int = 2 ** 64 - 1, attributes: list | None = None) -> Iterator[MessageRecord]:
+    """Message records from position `start` on (to `end`), in order (lazy);
+    given `attributes`, only those.
 
     A page that fails transiently is asked for again from the position after
     the last record read, so a throttled page costs a retry, not the request.
@@ -485,7 +486,8 @@ def scan(pq: str, start: int, consistent: bool = False, page_size: int = 50,
         try:
             for record in MessageRecord.query(
                     pq, MessageRecord.sk.between(position_key(start), position_key(end)),
-                    consistent_read=consistent, page_size=page_size):
+                    consistent_read=consistent, page_size=page_size,
+                    attributes_to_get=attributes):
                 start = position_of(record.message_id) + 1
                 yield record
             return
