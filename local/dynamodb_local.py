@@ -145,7 +145,9 @@ def start(port=0, data_dir=None, host="127.0.0.1", install_dir=INSTALL_DIR,
         Path(data_dir).mkdir(parents=True, exist_ok=True)
         storage = ["-dbPath", str(Path(data_dir).resolve())]
     # Telemetry would send traffic off this machine: only 127.0.0.1 is a target.
-    command = ["java", f"-Djava.library.path={jar.parent / 'DynamoDBLocal_lib'}",
+    # C1 only: C2 kept compiling through minutes of load, half the JVM's CPU.
+    command = ["java", "-XX:TieredStopAtLevel=1",
+               f"-Djava.library.path={jar.parent / 'DynamoDBLocal_lib'}",
                "-jar", str(jar), "-port", str(port), *storage, "-sharedDb",
                "-disableTelemetry"]
     # A file rather than a pipe: nobody reads the output while it runs, and a
