@@ -23,18 +23,40 @@ def pool_uri(settings, prefix):
             + (f"?endpoint={endpoint}" if endpoint else ""))
 
 
+@pytest.fixture(scope="module")
+def pool_tables():
+    """The module's pool tables on DynamoDB Local, by endpoint and role:
+    creating and deleting one there takes seconds, so its tests share them
+    (their items keep apart by project, like the stage's). moto's mock is a
+    test's own: there each test gets its own."""
+    made = {}
+
+    def table(settings, role):
+        endpoint = settings.dynamodb_endpoint
+        if endpoint and (endpoint, role) in made:
+            return made[endpoint, role]
+        uri = pool_uri(settings, f"{role}-{uuid.uuid4().hex[:8]}")
+        create_pool_table(uri)
+        if endpoint:
+            made[endpoint, role] = uri
+        return uri
+    yield table
+    for uri in made.values():
+        with places.at(uri):
+            MessageRecord.delete_table()
+
+
 @pytest.fixture
-def pooling(backend, clock):
+def pooling(backend, clock, pool_tables):
     """An administrator on a pooling stage, and the URI of a second set of
     tables on the same backend (a pool's)."""
     settings = dataclasses.replace(backend, pooling=True, admin_mode=True)
-    uri = pool_uri(settings, f"pool-{uuid.uuid4().hex[:8]}")
-    create_pool_table(uri)
+    uri = pool_tables(settings, "pool")
     ctx = dataclasses.replace(context(new_project(), settings), roles=frozenset({"admin"}))
     yield ctx, uri
-    # The test's queues go before their pool's table does (the backend and
-    # its sweeps are shared); pools and flavors are the stage's, not a
-    # project's: each test's own go too.
+    # The backend, its sweeps and the pool tables are shared: the test's
+    # queues go, and since pools and flavors are the stage's, not a
+    # project's, each test's own go too.
     for queue, _ in dynamodb.driver(settings).queues.list_page(ctx.project, limit=100):
         queues.delete(ctx, queue)
     for flavor in pools.list_flavors(ctx, None, 20):
@@ -43,8 +65,6 @@ def pooling(backend, clock):
     for pool in pools.list_pools(ctx, None, 20):
         if pool.name.endswith(name(ctx, "")):
             pools.delete_pool(ctx, pool.name)
-    with places.at(uri):
-        MessageRecord.delete_table()
 
 
 def name(ctx, base):
@@ -120,22 +140,17 @@ def test_a_queue_without_a_flavor_stays_on_the_stage_tables(pooling):
     assert {f"m#{message_id}" for message_id in ids} <= set(items_at(None, ctx, "plain"))
 
 
-def test_a_pool_of_weight_0_gets_no_queue(pooling):
+def test_a_pool_of_weight_0_gets_no_queue(pooling, pool_tables):
     ctx, uri = pooling
-    idle = pool_uri(ctx.settings, f"idle-{uuid.uuid4().hex[:8]}")
-    create_pool_table(idle)
-    try:
-        heavy, resting, flavor = name(ctx, "heavy"), name(ctx, "idle"), name(ctx, "gold")
-        pools.create_pool(ctx, heavy, {"weight": 100, "uri": uri})
-        pools.create_pool(ctx, resting, {"weight": 0, "uri": idle})
-        pools.create_flavor(ctx, flavor, {"pool_list": [heavy, resting]})
-        for n in range(4):
-            queues.create(ctx, f"q{n}", {"_flavor": flavor})
-            post(ctx, f"q{n}", 1)
-            assert (len(items_at(uri, ctx, f"q{n}")), items_at(idle, ctx, f"q{n}")) == (2, [])
-    finally:
-        with places.at(idle):
-            MessageRecord.delete_table()
+    idle = pool_tables(ctx.settings, "idle")
+    heavy, resting, flavor = name(ctx, "heavy"), name(ctx, "idle"), name(ctx, "gold")
+    pools.create_pool(ctx, heavy, {"weight": 100, "uri": uri})
+    pools.create_pool(ctx, resting, {"weight": 0, "uri": idle})
+    pools.create_flavor(ctx, flavor, {"pool_list": [heavy, resting]})
+    for n in range(4):
+        queues.create(ctx, f"q{n}", {"_flavor": flavor})
+        post(ctx, f"q{n}", 1)
+        assert (len(items_at(uri, ctx, f"q{n}")), items_at(idle, ctx, f"q{n}")) == (2, [])
 
 
 def test_an_unknown_flavor_is_refused_and_creates_nothing(pooling):

@@ -17,6 +17,7 @@ import uuid
 import moto
 import pytest
 
+from contract.support import shared_dynamodb_local
 from local import dynamodb_local
 from local import keystone as local_keystone
 from local.launch import Launched, RunnerFailed
@@ -63,6 +64,17 @@ def dynamodb_endpoint():
         return
     with dynamodb_local.start() as db:
         yield db.endpoint
+
+
+@pytest.fixture(scope="session")
+def shared_dynamodb_endpoint():
+    """The DynamoDB Local this process shares with the contract and
+    concurrency tests (contract/support.py), or None without Java: a second
+    DynamoDB that costs no JVM start of its own once those have run here.
+    Tests keep apart on it by table prefix or project."""
+    if not dynamodb_local.java_available():
+        return None
+    return shared_dynamodb_local()
 
 
 @pytest.fixture(scope="session")

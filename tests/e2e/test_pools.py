@@ -1,8 +1,9 @@
 """A pool on a second DynamoDB Local, over real HTTP: the runner on a
-pooling stage places a queue of a flavor there, serves it through every
-route, notifies its subscribers from that DynamoDB's stream, and keeps the
-stage's own DynamoDB free of it."""
+pooling stage (on a DynamoDB Local of its own) places a queue of a flavor
+there, serves it through every route, notifies its subscribers from that
+DynamoDB's stream, and keeps the stage's own DynamoDB free of it."""
 import time
+import uuid
 
 import boto3
 import pytest
@@ -28,10 +29,12 @@ def until(check, seconds=30):
     return check()
 
 
-def test_a_queue_on_a_second_dynamodb_local(dynamodb_endpoint, receiver):
-    if dynamodb_endpoint is None:
+def test_a_queue_on_a_second_dynamodb_local(shared_dynamodb_endpoint, receiver):
+    if shared_dynamodb_endpoint is None:
         pytest.skip("needs Java for a second DynamoDB Local")
-    uri = f"dynamodb://us-east-1/second?endpoint={dynamodb_endpoint}"
+    # The process's shared DynamoDB Local: a table prefix of this test's own.
+    prefix = f"second-{uuid.uuid4().hex[:8]}"
+    uri = f"dynamodb://us-east-1/{prefix}?endpoint={shared_dynamodb_endpoint}"
     create_pool_table(uri)
 
     port = free_port()
@@ -69,9 +72,9 @@ def test_a_queue_on_a_second_dynamodb_local(dynamodb_endpoint, receiver):
         plain = call("POST", "/v2/queues/near/messages", {"messages": [{"body": "here"}]})
         assert plain.status_code == 201
 
-        second = boto3.client("dynamodb", endpoint_url=dynamodb_endpoint,
+        second = boto3.client("dynamodb", endpoint_url=shared_dynamodb_endpoint,
                               region_name="us-east-1")
-        stored = second.scan(TableName="second-messages")["Items"]
+        stored = second.scan(TableName=f"{prefix}-messages")["Items"]
         bodies = sorted(item["b"]["S"] for item in stored if "b" in item)
         assert bodies == ['{"n": 1}', '{"n": 2}']
         stage = boto3.client("dynamodb", endpoint_url=f"http://127.0.0.1:{port}",

@@ -26,9 +26,13 @@ def wait_for(condition, timeout=15):
 
 
 @pytest.fixture
-def clients(dynamodb_endpoint):
+def clients(shared_dynamodb_endpoint, request):
+    """DynamoDB and its streams: the process's shared DynamoDB Local (the
+    tests' tables have names of their own), or the module's moto without Java."""
+    endpoint = shared_dynamodb_endpoint or request.getfixturevalue("dynamodb_endpoint")
+
     def client(service):
-        return boto3.client(service, endpoint_url=dynamodb_endpoint, region_name=REGION)
+        return boto3.client(service, endpoint_url=endpoint, region_name=REGION)
     return client("dynamodb"), client("dynamodbstreams")
 
 
