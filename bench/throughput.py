@@ -18,6 +18,10 @@ kind of 2-core machine. With a peer, the runner is stopped and the same
 workload runs against the peer (noauth: X-Project-ID), then a table puts the
 two side by side with this service's figure ÷ the peer's.
 
+After each run, one client alone does 30 lives one after the other (post
+10, claim 10, delete each): the calls' latency with no other request queueing
+for the CPU.
+
 Then, with the runner stopped, the engine's own ceiling: a fresh DynamoDB
 Local and the same threads doing only the writes no message life can do
 without (a BatchWriteItem of 10 to post, a conditional UpdateItem to claim,
@@ -41,6 +45,7 @@ WORKERS = 8
 TOTAL = 2_000
 BATCH = 10
 TIME_LIMIT_S = 120
+ALONE_LIVES = 30
 QUEUE = "throughput"
 PROJECT = "bench"
 RUNNER_CALIBRATION = ("GET /v2/ping (no DynamoDB call)", "GET /v2/queues/<q> (one GetItem)")
@@ -220,7 +225,30 @@ def measure(base, processes, queue, calibration, note=""):
     report(results, note)
     report_cpu(cpu_used, results)
     print(common.machine_load())
+    results.alone = alone(base, queue)
     setup.delete(f"{base}/v2/queues/{queue}")
+    return results
+
+
+def alone(base, queue, lives=ALONE_LIVES):
+    """The same calls from one client, one after the other, on the emptied
+    queue: their latency when no other request queues for the CPU."""
+    results = Results()
+    session = requests.Session()
+    session.headers.update(headers())
+    document = {"messages": [{"body": BODY, "ttl": 3600} for _ in range(BATCH)]}
+    url = f"{base}/v2/queues/{queue}"
+    for _ in range(lives):
+        timed(results, session, "post 10", "POST", f"{url}/messages", json=document)
+        claimed = timed(results, session, "claim 10", "POST", f"{url}/claims?limit=10",
+                        json={"ttl": 60, "grace": 60})
+        for message in claimed.json()["messages"] if claimed.status_code == 201 else ():
+            timed(results, session, "delete 1 with claim id", "DELETE", base + message["href"])
+    rows = [[operation, len(values)]
+            + [round(common.percentile(values, p) * 1000, 1) for p in (50, 90, 99)]
+            for operation, values in results.latency.items()]
+    common.print_table(["operation", "requests", "p50 ms", "p90 ms", "p99 ms"], rows,
+                       title=f"One client alone, {lives} lives one after the other")
     return results
 
 
@@ -353,6 +381,9 @@ def report_side_by_side(ours, theirs, peer_name):
     def latency(operation, p):
         return lambda results: common.percentile(results.latency.get(operation, []), p) or 0
 
+    def alone_latency(operation, p):
+        return lambda results: latency(operation, p)(results.alone)
+
     print()
     common.print_table(
         ["figure", "this service", peer_name, "this ÷ peer"],
@@ -360,7 +391,10 @@ def report_side_by_side(ours, theirs, peer_name):
          row("post 10, p50 ms", latency("post 10", 50), 1000),
          row("claim 10, p50 ms", latency("claim 10", 50), 1000),
          row("claim 10, p99 ms", latency("claim 10", 99), 1000),
-         row("delete 1 with claim id, p50 ms", latency("delete 1 with claim id", 50), 1000)],
+         row("delete 1 with claim id, p50 ms", latency("delete 1 with claim id", 50), 1000),
+         row("one client alone: post 10, p50 ms", alone_latency("post 10", 50), 1000),
+         row("one client alone: claim 10, p50 ms", alone_latency("claim 10", 50), 1000),
+         row("one client alone: claim 10, p99 ms", alone_latency("claim 10", 99), 1000)],
         title=f"Side by side: the same workload, one after the other in this run "
               f"({os.cpu_count()} cores)")
 
