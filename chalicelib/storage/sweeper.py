@@ -159,10 +159,10 @@ def _finish_job(job, budget):
         retrying(job.delete)
 
 
-def _sweep_jobs(budget):
-    """The deleted queues' leftovers, in the stage's table and each pool's;
-    False if the budget ran out."""
-    for uri in [None, *(pool.uri for pool in pools.every())]:
+def _sweep_jobs(budget, pooling):
+    """The deleted queues' leftovers, in the stage's table and, on a pooling
+    stage, each pool's; False if the budget ran out."""
+    for uri in [None, *(pool.uri for pool in (pools.every() if pooling else ()))]:
         with places.at(uri):
             # Every job is read (they are small), so jobs that keep failing
             # never hold back the ones after them.
@@ -177,7 +177,7 @@ def run(deadline_ms: int, settings: Settings) -> Budget:
     """One sweep run, with the stage's settings; returns its Budget (what it
     deleted, what failed)."""
     budget = Budget(deadline_ms)
-    if not _sweep_jobs(budget):
+    if not _sweep_jobs(budget, settings.pooling):
         return budget
     try:
         progress = retrying(SweepProgress.get, SWEEP_PROGRESS_KEY, STATE_KEY)
