@@ -79,10 +79,15 @@ def get_pool(ctx: Context, name: str) -> Pool:
     return pool
 
 
-def list_pools(ctx: Context, marker: str | None, limit: int | None) -> list[Pool]:
+def _page_size(limit):
+    """A list's page size: 10 unless asked, at most 20 (as Zaqar)."""
     limit = 10 if limit is None else limit
     check_limit(limit, 20, "may not be greater than")
-    return _places(ctx).list_page(marker, limit)
+    return limit
+
+
+def list_pools(ctx: Context, marker: str | None, limit: int | None) -> list[Pool]:
+    return _places(ctx).list_page(marker, _page_size(limit))
 
 
 def update_pool(ctx: Context, name: str, document: object) -> Pool:
@@ -165,9 +170,7 @@ def get_flavor(ctx: Context, name: str) -> Flavor:
 
 def list_flavors(ctx: Context, marker: str | None, limit: int | None) -> list[Flavor]:
     _places(ctx)
-    limit = 10 if limit is None else limit
-    check_limit(limit, 20, "may not be greater than")
-    return storage(ctx).flavors.list_page(marker, limit)
+    return storage(ctx).flavors.list_page(marker, _page_size(limit))
 
 
 def update_flavor(ctx: Context, name: str, document: object) -> Flavor:
